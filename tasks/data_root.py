@@ -1,0 +1,35 @@
+"""Confine every file a worker opens to the configured data root."""
+
+from pathlib import Path
+
+from tasks.errors import DatasetNotFound, PathOutsideDataRoot
+
+
+def relative_to_root(path: Path, data_root: Path) -> str:
+    """Return ``path`` (absolute, or relative to the working directory) relative to the root.
+
+    Symlinks are resolved first, so a link that points out of the root is refused.
+    """
+    resolved = path.expanduser().resolve()
+    root = data_root.expanduser().resolve()
+    if not resolved.is_relative_to(root):
+        raise PathOutsideDataRoot(
+            f"{path}: outside the data root {root} (set LEPTON_DATA_ROOT or move the file)"
+        )
+    if not resolved.is_file():
+        raise DatasetNotFound(f"{path}: no such file")
+    return resolved.relative_to(root).as_posix()
+
+
+def resolve_in_root(relative_path: str, data_root: Path) -> Path:
+    """Return the file a task may open for ``relative_path``, refusing any escape."""
+    candidate = Path(relative_path)
+    if candidate.is_absolute():
+        raise PathOutsideDataRoot(f"{relative_path}: absolute paths are refused")
+    root = data_root.expanduser().resolve()
+    resolved = (root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise PathOutsideDataRoot(f"{relative_path}: resolves outside the data root")
+    if not resolved.is_file():
+        raise DatasetNotFound(f"{relative_path}: no such file under the data root")
+    return resolved

@@ -1,0 +1,81 @@
+"""Lepton's exception tree.
+
+Every error a user can see derives from :class:`LeptonError`. Each class takes one
+message string, so Celery can rebuild it from JSON on the producer side.
+"""
+
+
+class LeptonError(Exception):
+    """Base of every error Lepton raises on purpose."""
+
+
+class ConfigError(LeptonError):
+    """A ``LEPTON_*`` setting is missing or invalid."""
+
+
+class DatasetError(LeptonError):
+    """The input dataset cannot be used as asked."""
+
+
+class DatasetNotFound(DatasetError):
+    """The dataset file does not exist."""
+
+
+class PathOutsideDataRoot(DatasetError):
+    """A path resolves outside the configured data root."""
+
+
+class UnsupportedFormat(DatasetError):
+    """The file is not CSV, Parquet or NPY."""
+
+
+class EmptyDataset(DatasetError):
+    """The dataset holds no data rows."""
+
+
+class ColumnNotFound(DatasetError):
+    """A requested column is not in the dataset."""
+
+
+class ColumnNotNumeric(DatasetError):
+    """A column, or a cell in it, does not hold a number."""
+
+
+class FitError(LeptonError):
+    """The data cannot give a well-defined least-squares fit."""
+
+
+class NoRowsLeft(FitError):
+    """Every row had a missing value in a used column."""
+
+
+class TooFewRows(FitError):
+    """Fewer usable rows than coefficients."""
+
+
+class ConstantColumn(FitError):
+    """A feature or the target takes a single value."""
+
+
+class CollinearFeature(FitError):
+    """A feature is an exact linear combination of earlier ones."""
+
+
+class JobIncomplete(LeptonError):
+    """The reduce did not receive every planned chunk exactly once."""
+
+
+class JobFailed(LeptonError):
+    """A job's task failed; the message carries the task's own error."""
+
+
+class JobNotFound(LeptonError):
+    """No job or result is known under this id."""
+
+
+class BrokerUnavailable(LeptonError):
+    """Redis cannot be reached or refuses the connection."""
+
+
+class ClusterError(LeptonError):
+    """The local Redis or worker processes failed to start or died."""

@@ -1,0 +1,257 @@
+"""Dataset formats: inspect a file, cut it into chunks, read one chunk by reference.
+
+A chunk is a small JSON dict naming a slice of a file, never the data itself:
+
+- CSV: a byte range ``[start, end)`` aligned to line ends, with its first line number;
+- Parquet: a row range inside one row group;
+- NPY: a row range of a memory-mapped 2-D array (columns ``c0``, ``c1``, ...) or of a
+  structured array (columns are its field names).
+
+Every chunk also carries ``rows``, the number of data rows it holds, so the reduce can
+check that all rows were seen.
+"""
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tasks.errors import ColumnNotFound, ColumnNotNumeric, EmptyDataset, UnsupportedFormat
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
+
+SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+
+# Rows read up front to tell numeric columns from text ones before anything is queued.
+CSV_SAMPLE_ROWS = 1000
+
+Chunk = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the producer knows about a dataset before planning."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    numeric: dict[str, bool]
+    n_rows: int
+    size_bytes: int
+
+
+def detect_format(path: Path) -> str:
+    """Return ``"csv"``, ``"parquet"`` or ``"npy"`` from the file suffix."""
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise UnsupportedFormat(
+            f"{path}: unsupported file type '{path.suffix}' (use .csv, .parquet or .npy)"
+        ) from None
+
+
+def inspect_dataset(path: Path) -> DatasetInfo:
+    """Read a dataset's columns, their numeric-ness and its row count."""
+    file_format = detect_format(path)
+    size_bytes = path.stat().st_size
+    if size_bytes == 0:
+        raise EmptyDataset(f"{path}: the file is empty")
+    if file_format == "csv":
+        columns, numeric = _csv_columns(path)
+        n_rows = _count_csv_rows(path)
+    elif file_format == "parquet":
+        metadata = pq.ParquetFile(path)
+        schema = metadata.schema_arrow
+        columns = list(schema.names)
+        numeric = {field.name: _arrow_is_numeric(field.type) for field in schema}
+        n_rows = metadata.metadata.num_rows
+    else:
+        array = _open_npy(path)
+        columns = _npy_columns(array)
+        numeric = {name: _npy_column_is_numeric(array, name) for name in columns}
+        n_rows = int(array.shape[0])
+    if n_rows == 0:
+        raise EmptyDataset(f"{path}: the file has no data rows")
+    return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes)
+
+
+def check_columns(info: DatasetInfo, used: list[str]) -> None:
+    """Raise if a used column is missing from the dataset or not numeric."""
+    for name in used:
+        if name not in info.columns:
+            known = ", ".join(info.columns)
+            raise ColumnNotFound(f"{info.path}: no column '{name}' (columns: {known})")
+        if not info.numeric[name]:
+            raise ColumnNotNumeric(f"{info.path}: column '{name}' is not numeric")
+
+
+def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[Chunk]:
+    """Cut the dataset into chunks of at most ``chunk_rows`` data rows each."""
+    if info.format == "csv":
+        pieces = _csv_byte_ranges(info.path, chunk_rows)
+    elif info.format == "parquet":
+        pieces = _parquet_row_ranges(info.path, chunk_rows)
+    else:
+        pieces = [
+            {"start": start, "rows": min(chunk_rows, info.n_rows - start)}
+            for start in range(0, info.n_rows, chunk_rows)
+        ]
+    return [
+        {"index": index, "path": relative_path, "format": info.format, **piece}
+        for index, piece in enumerate(pieces)
+    ]
+
+
+def read_chunk(path: Path, chunk: Chunk, columns: list[str],
+               all_columns: list[str]) -> np.ndarray:
+    """Return the chunk's ``columns`` as an (n, len(columns)) float64 array.
+
+    Missing values come back as NaN. A non-numeric cell raises
+    :class:`ColumnNotNumeric` naming the file, chunk and line.
+    """
+    if chunk["format"] == "csv":
+        return _read_csv_chunk(path, chunk, columns, all_columns)
+    if chunk["format"] == "parquet":
+        table = pq.ParquetFile(path).read_row_group(chunk["row_group"], columns=columns)
+        table = table.slice(chunk["offset"], chunk["rows"])
+        return np.column_stack([
+            table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            for name in columns
+        ])
+    array = _open_npy(path)
+    rows = array[chunk["start"]:chunk["start"] + chunk["rows"]]
+    if array.dtype.names:
+        return np.column_stack([rows[name].astype(np.float64) for name in columns])
+    indices = [all_columns.index(name) for name in columns]
+    return np.asarray(rows[:, indices], dtype=np.float64)
+
+
+def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool]]:
+    sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
+    columns = [str(name) for name in sample.columns]
+    numeric = {
+        name: bool(pd.api.types.is_numeric_dtype(sample[name])) for name in columns
+    }
+    return columns, numeric
+
+
+def _count_csv_rows(path: Path) -> int:
+    return sum(piece["rows"] for piece in _csv_byte_ranges(path, 2**62))
+
+
+def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
+    """Split after the header into byte ranges of ``chunk_rows`` lines each."""
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        data_start = len(header)
+        size = path.stat().st_size
+        boundaries = [data_start]
+        lines_seen = 0
+        offset = data_start
+        while offset < size:
+            block = np.frombuffer(handle.read(SCAN_BLOCK_BYTES), dtype=np.uint8)
+            line_ends = np.flatnonzero(block == 10) + offset + 1
+            first_cut = chunk_rows - lines_seen % chunk_rows - 1
+            boundaries.extend(line_ends[first_cut::chunk_rows].tolist())
+            lines_seen += len(line_ends)
+            offset += len(block)
+    if boundaries[-1] < size:
+        boundaries.append(size)
+    pieces = []
+    first_line = 2
+    for start, end in zip(boundaries[:-1], boundaries[1:]):
+        rows = _lines_in(path, start, end) if end == size else chunk_rows
+        pieces.append({"start": start, "end": end, "first_line": first_line, "rows": rows})
+        first_line += rows
+    return pieces
+
+
+def _lines_in(path: Path, start: int, end: int) -> int:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
+                    all_columns: list[str]) -> np.ndarray:
+    with open(path, "rb") as handle:
+        handle.seek(chunk["start"])
+        data = handle.read(chunk["end"] - chunk["start"])
+    # Blank lines become all-missing rows, so every planned line is accounted for.
+    frame = pd.read_csv(
+        io.BytesIO(data), header=None, names=all_columns, usecols=columns,
+        engine="c", skip_blank_lines=False,
+    )
+    for name in columns:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            frame[name] = _coerce_numeric(path, chunk, frame[name], name)
+    return frame[columns].to_numpy(dtype=np.float64)
+
+
+def _coerce_numeric(path: Path, chunk: Chunk, values: pd.Series, name: str) -> pd.Series:
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna() & values.notna()
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        line = chunk["first_line"] + position
+        raise ColumnNotNumeric(
+            f"{path}: chunk {chunk['index']}, line {line}: column '{name}' holds "
+            f"non-numeric value {values.iloc[position]!r}"
+        )
+    return converted
+
+
+def _parquet_row_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
+    metadata = pq.ParquetFile(path).metadata
+    pieces = []
+    for group in range(metadata.num_row_groups):
+        group_rows = metadata.row_group(group).num_rows
+        for offset in range(0, group_rows, chunk_rows):
+            rows = min(chunk_rows, group_rows - offset)
+            pieces.append({"row_group": group, "offset": offset, "rows": rows})
+    return pieces
+
+
+def _arrow_is_numeric(arrow_type: Any) -> bool:
+    import pyarrow.types as types
+
+    return bool(types.is_integer(arrow_type) or types.is_floating(arrow_type))
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.ndim != 2 and not array.dtype.names:
+        raise UnsupportedFormat(
+            f"{path}: an NPY dataset must be a 2-D array or a structured array, "
+            f"got shape {array.shape}"
+        )
+    return array
+
+
+def _npy_columns(array: np.ndarray) -> list[str]:
+    if array.dtype.names:
+        return list(array.dtype.names)
+    return [f"c{index}" for index in range(array.shape[1])]
+
+
+def _npy_column_is_numeric(array: np.ndarray, name: str) -> bool:
+    dtype = array.dtype[name] if array.dtype.names else array.dtype
+    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+
+
+def read_sample(path: Path, columns: list[str], rows: int) -> np.ndarray:
+    """Return up to ``rows`` leading rows of ``columns`` without missing values, float64."""
+    file_format = detect_format(path)
+    if file_format == "csv":
+        frame = pd.read_csv(path, usecols=columns, nrows=rows, engine="c")
+        values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    else:
+        info_columns = inspect_dataset(path).columns
+        first = plan_chunks(inspect_dataset(path), path.name, rows)[0]
+        values = read_chunk(path, first, columns, info_columns)
+    return values[~np.isnan(values).any(axis=1)]
