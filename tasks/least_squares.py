@@ -26,19 +26,19 @@ EPS = float(np.finfo(np.float64).eps)
 
 @dataclass(frozen=True)
 class Partial:
-    """What one chunk contributes to the fit.
+    """What one chunk (or several merged chunks) contributes to the fit.
 
-    ``r_factor`` is (k, k) float64 with k = number of design columns + 1 (target last),
-    computed on columns scaled by ``2.0 ** -exponents``. ``target_mean`` and
-    ``target_m2`` (sum of squared deviations) feed the centred total sum of squares.
-    ``feature_min``/``feature_max`` (length k - 1) reveal constant features.
+    Columns are the features then the target (k = p + 1). ``means`` (k,) are the column
+    means when the model has an intercept (else zeros); ``r_factor`` (k, k) is the R
+    factor of the columns minus their means, each scaled by ``2.0 ** -exponents``.
+    Centring is what keeps polynomial designs such as Pontius and Filip accurate: the
+    intercept no longer competes with large, nearly constant columns.
     """
 
     rows: int
+    means: np.ndarray
     r_factor: np.ndarray
     exponents: np.ndarray
-    target_mean: float
-    target_m2: float
     feature_min: np.ndarray
     feature_max: np.ndarray
 
@@ -46,10 +46,9 @@ class Partial:
         """Return a JSON-serialisable dict (floats round-trip exactly through ``repr``)."""
         return {
             "rows": self.rows,
+            "means": self.means.tolist(),
             "r_factor": self.r_factor.tolist(),
             "exponents": self.exponents.tolist(),
-            "target_mean": self.target_mean,
-            "target_m2": self.target_m2,
             "feature_min": self.feature_min.tolist(),
             "feature_max": self.feature_max.tolist(),
         }
@@ -59,10 +58,9 @@ class Partial:
         """Rebuild a partial from :meth:`to_json` output."""
         return cls(
             rows=int(data["rows"]),
+            means=np.asarray(data["means"], dtype=np.float64),
             r_factor=np.asarray(data["r_factor"], dtype=np.float64),
             exponents=np.asarray(data["exponents"], dtype=np.int64),
-            target_mean=float(data["target_mean"]),
-            target_m2=float(data["target_m2"]),
             feature_min=np.asarray(data["feature_min"], dtype=np.float64),
             feature_max=np.asarray(data["feature_max"], dtype=np.float64),
         )
@@ -70,7 +68,7 @@ class Partial:
 
 @dataclass(frozen=True)
 class Fit:
-    """The solved regression; arrays have one entry per design column."""
+    """The solved regression; arrays have one entry per coefficient."""
 
     coefficients: np.ndarray
     std_errors: np.ndarray
@@ -109,51 +107,72 @@ def chunk_partial(features: np.ndarray, target: np.ndarray, intercept: bool) -> 
     """Compute the partial of one chunk.
 
     ``features`` is (n, p) float64 and ``target`` (n,) float64, both free of NaN
-    (the caller drops incomplete rows). With ``intercept`` a column of ones comes first.
+    (the caller drops incomplete rows). With ``intercept`` the columns are centred.
     """
     rows = features.shape[0]
-    design = np.hstack([np.ones((rows, 1)), features]) if intercept else features
-    augmented = np.column_stack([design, target])
+    columns = np.column_stack([features, target])
+    means = np.zeros(columns.shape[1])
+    if intercept and rows:
+        means = columns.mean(axis=0)
+        # A second pass removes the rounding error of the first mean.
+        means += (columns - means).mean(axis=0)
+    centred = columns - means
 
-    exponents = column_exponents(augmented)
-    scaled = np.ldexp(augmented, -exponents)
-    r_factor = factor_rows(scaled)
+    exponents = column_exponents(centred)
+    r_factor = factor_rows(np.ldexp(centred, -exponents))
 
-    target_mean = float(target.mean()) if rows else 0.0
-    target_m2 = float(np.sum((target - target_mean) ** 2)) if rows else 0.0
     if rows:
         feature_min, feature_max = features.min(axis=0), features.max(axis=0)
     else:
         feature_min = np.full(features.shape[1], np.inf)
         feature_max = np.full(features.shape[1], -np.inf)
-    return Partial(rows, r_factor, exponents, target_mean, target_m2, feature_min, feature_max)
+    return Partial(rows, means, r_factor, exponents, feature_min, feature_max)
 
 
 def merge_partials(partials: list[Partial]) -> Partial:
-    """Merge partials into one, as if the chunks had been one chunk.
+    """Merge partials into one, as if their chunks had been a single chunk.
 
-    The R factors are brought to the largest exponent per column (an exact shift),
-    stacked and factored again; the target moments merge by Chan's pairwise update.
+    The scatter of the union is the sum of the chunks' scatters plus
+    ``n_i (m_i - m)(m_i - m)^T`` for each chunk, so the merged R factor is the R factor
+    of the chunks' R factors stacked on the rows ``sqrt(n_i) (m_i - m)``. Shifting R
+    factors to a common power-of-two scale is exact.
     """
-    exponents = np.max([partial.exponents for partial in partials], axis=0)
-    stacked = np.vstack([
-        np.ldexp(partial.r_factor, partial.exponents - exponents) for partial in partials
-    ])
-    r_factor = factor_rows(stacked)
+    filled = [partial for partial in partials if partial.rows] or partials[:1]
+    rows = sum(partial.rows for partial in filled)
+    weights = np.array([partial.rows for partial in filled], dtype=np.float64)
+    all_means = np.array([partial.means for partial in filled])
+    means = weights @ all_means / max(rows, 1)
+    means += weights @ (all_means - means) / max(rows, 1)
 
-    rows, mean, m2 = 0, 0.0, 0.0
-    for partial in partials:
-        if partial.rows == 0:
-            continue
-        total = rows + partial.rows
-        delta = partial.target_mean - mean
-        mean += delta * partial.rows / total
-        m2 += partial.target_m2 + delta * delta * rows * partial.rows / total
-        rows = total
+    between = np.sqrt(weights)[:, None] * (all_means - means)
+    exponents = np.max([partial.exponents for partial in filled]
+                       + [column_exponents(between)], axis=0)
+    stacked = np.vstack(
+        [np.ldexp(partial.r_factor, partial.exponents - exponents) for partial in filled]
+        + [np.ldexp(between, -exponents)]
+    )
+    r_factor = factor_rows(stacked)
 
     feature_min = np.min([partial.feature_min for partial in partials], axis=0)
     feature_max = np.max([partial.feature_max for partial in partials], axis=0)
-    return Partial(rows, r_factor, exponents, mean, m2, feature_min, feature_max)
+    return Partial(rows, means, r_factor, exponents, feature_min, feature_max)
+
+
+def design_r_factor(merged: Partial, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return the R factor of ``[1 | features | target]`` (or without the 1) and exponents.
+
+    With an intercept, R is rebuilt from the centred factor R_c and the means m:
+    ``[[sqrt(n), sqrt(n) m], [0, R_c]]`` has exactly the same ``R^T R`` as the raw design.
+    """
+    if not intercept:
+        return merged.r_factor, merged.exponents
+    width = merged.r_factor.shape[0] + 1
+    full = np.zeros((width, width))
+    root_rows = np.sqrt(merged.rows)
+    full[0, 0] = root_rows
+    full[0, 1:] = root_rows * np.ldexp(merged.means, -merged.exponents)
+    full[1:, 1:] = merged.r_factor
+    return full, np.concatenate([[0], merged.exponents])
 
 
 def solve(merged: Partial, feature_names: list[str], target_name: str,
@@ -164,32 +183,35 @@ def solve(merged: Partial, feature_names: list[str], target_name: str,
     """
     names = (["intercept"] if intercept else []) + list(feature_names)
     n_coef = len(names)
-    _check_rows_and_constants(merged, feature_names, target_name, n_coef, intercept)
+    r_full, exponents = design_r_factor(merged, intercept)
+    _check_rows_and_constants(merged, r_full, feature_names, target_name, n_coef, intercept)
 
-    r_design = merged.r_factor[:n_coef, :n_coef]
-    _check_collinearity(merged.r_factor, names, merged.rows)
+    r_design = r_full[:n_coef, :n_coef]
+    _check_collinearity(r_full, names, merged.rows)
 
-    qt_target = merged.r_factor[:n_coef, n_coef]
-    scaled_coef = _solve_upper(r_design, qt_target)
-    scale = np.ldexp(1.0, merged.exponents)
+    scale = np.ldexp(1.0, exponents)
+    scaled_coef = _solve_upper(r_design, r_full[:n_coef, n_coef])
     coefficients = scaled_coef * scale[n_coef] / scale[:n_coef]
 
-    rss = _residual_sum_of_squares(merged.r_factor, n_coef) * scale[n_coef] ** 2
+    rss = _residual_sum_of_squares(r_full, n_coef) * scale[n_coef] ** 2
     sigma = float(np.sqrt(rss / (merged.rows - n_coef)))
     inverse = _solve_upper(r_design, np.eye(n_coef))
     std_errors = sigma * np.sqrt(np.sum(inverse * inverse, axis=1)) / scale[:n_coef]
 
-    if intercept:
-        total = merged.target_m2
-    else:
-        total = float(np.sum(merged.r_factor[:, n_coef] ** 2)) * scale[n_coef] ** 2
-    r_squared = 1.0 - rss / total
+    r_squared = 1.0 - rss / _total_sum_of_squares(r_full, scale, n_coef, intercept)
     return Fit(coefficients, std_errors, float(r_squared), sigma,
                _condition_number(r_design), merged.rows)
 
 
-def _check_rows_and_constants(merged: Partial, feature_names: list[str], target_name: str,
-                              n_coef: int, intercept: bool) -> None:
+def _total_sum_of_squares(r_full: np.ndarray, scale: np.ndarray, n_coef: int,
+                          intercept: bool) -> float:
+    # Centred with an intercept (row 0 holds the mean), uncentred without, as NIST does.
+    first_row = 1 if intercept else 0
+    return float(np.sum(r_full[first_row:, n_coef] ** 2)) * scale[n_coef] ** 2
+
+
+def _check_rows_and_constants(merged: Partial, r_full: np.ndarray, feature_names: list[str],
+                              target_name: str, n_coef: int, intercept: bool) -> None:
     if merged.rows == 0:
         raise NoRowsLeft("no rows left: every row has a missing value in a used column")
     if merged.rows <= n_coef:
@@ -197,7 +219,7 @@ def _check_rows_and_constants(merged: Partial, feature_names: list[str], target_
             f"{merged.rows} usable rows for {n_coef} coefficients: "
             "need more rows than coefficients to estimate standard errors"
         )
-    if merged.target_m2 == 0.0:
+    if not np.any(r_full[1 if intercept else 0:, n_coef]):
         raise ConstantColumn(f"target '{target_name}' is constant: R² is undefined")
     if intercept:
         for name, low, high in zip(feature_names, merged.feature_min, merged.feature_max):
