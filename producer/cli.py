@@ -1,6 +1,7 @@
 """The ``lepton`` command."""
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -15,6 +16,9 @@ from workers.settings import Settings
 logger = logging.getLogger("lepton")
 
 PLOT_SAMPLE_ROWS = 5000
+
+# Modules that add their own subcommands through ``add_commands(subparsers)``.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  add_help=False)
     worker.add_argument("worker_args", nargs=argparse.REMAINDER)
     worker.set_defaults(handler=run_worker)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(commands)
     return parser
 
 

@@ -73,9 +73,10 @@ class RedisServer:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except redis.ConnectionError as error:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise ClusterError(f"redis-server did not start on port {self.port}")
+                    raise ClusterError(
+                        f"redis-server did not start on port {self.port}") from error
                 time.sleep(0.02)
         client.close()
         logger.info("redis started port=%d pid=%d", self.port, self.process.pid)

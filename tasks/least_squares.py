@@ -84,7 +84,7 @@ def factor_rows(rows: np.ndarray, sub_block_rows: int = SUB_BLOCK_ROWS) -> np.nd
     r_factor = np.zeros((0, width))
     for start in range(0, rows.shape[0], sub_block_rows):
         block = np.vstack([r_factor, rows[start:start + sub_block_rows]])
-        r_factor = np.linalg.qr(block, mode="r")
+        r_factor = np.asarray(np.linalg.qr(block, mode="r"))
     return _pad_square(r_factor, width)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from celery import Task, shared_task
 
+from tasks.data_root import resolve_in_root
 from tasks.errors import ColumnNotNumeric, JobIncomplete
 from tasks.formats import read_chunk
-from tasks.data_root import resolve_in_root
 from tasks.least_squares import Partial, chunk_partial, merge_partials, solve
 from workers.app import settings_of
 from workers.progress import mark_chunk_done, record_failure

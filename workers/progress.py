@@ -23,10 +23,11 @@ def job_key(job_id: str) -> str:
 def record_job(client: redis.Redis, job_id: str, description: dict[str, Any],
                expires_s: int) -> None:
     """Store what a job is and how many chunks it has when it is submitted."""
-    fields = {name: json.dumps(value) for name, value in description.items()}
+    fields: dict[str | bytes, str] = {
+        name: json.dumps(value) for name, value in description.items()}
     fields["submitted_at"] = json.dumps(time.time())
     with client.pipeline() as pipe:
-        pipe.hset(job_key(job_id), mapping=fields)
+        pipe.hset(job_key(job_id), mapping=fields)  # type: ignore[arg-type]
         pipe.expire(job_key(job_id), expires_s)
         pipe.execute()
 
@@ -36,7 +37,7 @@ def read_job(client: redis.Redis, job_id: str) -> dict[str, Any] | None:
     fields = client.hgetall(job_key(job_id))
     if not fields:
         return None
-    return {key.decode(): json.loads(value) for key, value in fields.items()}
+    return {_text(key): json.loads(value) for key, value in fields.items()}
 
 
 def mark_chunk_done(client: redis.Redis, job_id: str, chunk_index: int,
@@ -68,5 +69,10 @@ def first_failure(client: redis.Redis, job_id: str) -> tuple[int, str] | None:
     errors = client.hgetall(f"{job_key(job_id)}:errors")
     if not errors:
         return None
-    index = min(int(key) for key in errors)
-    return index, errors[str(index).encode()].decode()
+    by_index = {int(key): _text(value) for key, value in errors.items()}
+    index = min(by_index)
+    return index, by_index[index]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
