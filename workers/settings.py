@@ -19,6 +19,7 @@ class Settings:
     worker_concurrency: int
     result_expires_s: int
     visibility_timeout_s: int
+    objectives_module: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -36,6 +37,7 @@ class Settings:
                                              os.cpu_count() or 1),
             result_expires_s=_positive_int(env, "LEPTON_RESULT_EXPIRES_S", 7 * 86400),
             visibility_timeout_s=_positive_int(env, "LEPTON_VISIBILITY_TIMEOUT_S", 3600),
+            objectives_module=_module_name(env, "LEPTON_OBJECTIVES_MODULE"),
         )
         for url in (settings.broker_url, settings.result_backend):
             if url and not url.startswith(("redis://", "rediss://", "unix://")):
@@ -60,6 +62,8 @@ class Settings:
             env["LEPTON_BROKER_URL"] = self.broker_url
         if self.result_backend:
             env["LEPTON_RESULT_BACKEND"] = self.result_backend
+        if self.objectives_module:
+            env["LEPTON_OBJECTIVES_MODULE"] = self.objectives_module
         return env
 
 
@@ -74,3 +78,10 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _module_name(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not all(part.isidentifier() for part in raw.split(".")):
+        raise ConfigError(f"{name}={raw!r} is not a dotted module name")
+    return raw
