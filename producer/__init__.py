@@ -2,6 +2,7 @@
 
 from producer.client import Client
 from producer.local_cluster import LocalCluster
+from producer.optimization import optimize, resume
 from producer.run import connect, regress
 
-__all__ = ["Client", "LocalCluster", "connect", "regress"]
+__all__ = ["Client", "LocalCluster", "connect", "optimize", "regress", "resume"]

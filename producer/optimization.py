@@ -52,6 +52,26 @@ def default_batch(population: int, workers: int) -> int:
     return max(1, math.ceil(population / max(workers, 1)))
 
 
+def plan_optimization(settings: Settings, algorithm: str, objective: str, dim: int,
+                      bounds: Bounds = None, *, population: int = DEFAULT_POPULATION,
+                      generations: int = DEFAULT_GENERATIONS, seed: int | None = None,
+                      batch: int | None = None, target: float | None = None,
+                      stall: int | None = None, workers: int = 1) -> SearchConfig:
+    """Validate a request without touching a cluster and return its settings.
+
+    Raises when the objective is unknown, its data is missing, or a setting is out of
+    range. ``seed`` defaults to a fresh random one (reported in the result).
+    """
+    found = get_objective(objective, settings.objectives_module)
+    config = build_config(
+        algorithm, found, dim, bounds, population, generations,
+        secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
+        default_batch(population, workers) if batch is None else batch, target, stall)
+    if found.check_data is not None:
+        found.check_data(settings.data_root)
+    return config
+
+
 def submit_optimization(client: Client, algorithm: str, objective: str, dim: int,
                         bounds: Bounds = None, *, population: int = DEFAULT_POPULATION,
                         generations: int = DEFAULT_GENERATIONS, seed: int | None = None,
@@ -59,18 +79,16 @@ def submit_optimization(client: Client, algorithm: str, objective: str, dim: int
                         stall: int | None = None, workers: int = 1) -> str:
     """Validate the request, enqueue generation 0 and return the job id.
 
-    Nothing is enqueued when the objective is unknown, its data is missing, or a
-    setting is out of range. ``seed`` defaults to a fresh random one (in the result).
+    Nothing is enqueued when :func:`plan_optimization` refuses the request.
     """
-    settings = client.settings
-    found = get_objective(objective, settings.objectives_module)
-    if found.check_data is not None:
-        found.check_data(settings.data_root)
-    config = build_config(
-        algorithm, found, dim, bounds, population, generations,
-        secrets.randbelow(MAX_SEED + 1) if seed is None else seed,
-        default_batch(population, workers) if batch is None else batch, target, stall)
+    config = plan_optimization(client.settings, algorithm, objective, dim, bounds,
+                               population=population, generations=generations, seed=seed,
+                               batch=batch, target=target, stall=stall, workers=workers)
+    return submit_config(client, config)
 
+
+def submit_config(client: Client, config: SearchConfig) -> str:
+    """Enqueue generation 0 of a planned search and return the new job id."""
     job_id = str(uuid.uuid4())
     state = initial_state(config)
     with translate_redis_errors():
@@ -218,7 +236,12 @@ def _poll(client: Client, job_id: str, bar: tqdm) -> dict[str, Any] | None:
 
     if progress.status == "done":
         meta = client.app.backend.get_task_meta(job_id)
-        return dict(meta["result"]) if meta["status"] == "SUCCESS" else None
+        if meta["status"] != "SUCCESS":
+            return None
+        result = dict(meta["result"])
+        if result["best_f"] is not None:
+            bar.set_postfix_str(f"best={result['best_f']:.6g}")
+        return result
     if progress.status == "failed":
         text = progress.error or "unknown error"
         error = _rebuild_error(-1, text)
