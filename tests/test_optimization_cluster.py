@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 
 from producer.client import Client
-from producer.optimization import (resume_optimization, stop_optimization,
-                                   submit_optimization, wait_optimization)
+from producer.optimization import (
+    resume_optimization,
+    stop_optimization,
+    submit_optimization,
+    wait_optimization,
+)
 from tasks.errors import InvalidBounds, InvalidSearchSetting, JobStopped, UnknownObjective
 from tasks.objectives import evaluate, get_objective
 from tasks.optimization import GENERATION_TASK, checkpoint_file

@@ -15,8 +15,14 @@ from producer.optimization_cli import parse_bounds
 from tasks import genetic, ridge_cv, swarm
 from tasks.errors import DatasetNotFound, InvalidBounds, InvalidSearchSetting, UnknownObjective
 from tasks.objectives import evaluate, get_objective
-from tasks.search import (SearchState, advance, build_config, generation_rng, initial_state,
-                          run_in_process)
+from tasks.search import (
+    SearchState,
+    advance,
+    build_config,
+    generation_rng,
+    initial_state,
+    run_in_process,
+)
 
 FIXTURES = "tests.objective_fixtures"
 
