@@ -120,6 +120,7 @@ def finish_generation(self: Task, batch_results: list[dict[str, Any]], *, job_id
         logger.info("duplicate generation ignored job=%s generation=%d", job_id, generation)
         return {"job_id": job_id, "generation": generation, "advanced": False}
 
+    forget_generation(self.app, job_id, config, generation)
     if status == "running":
         dispatch_generation(self.app, job_id, config, following)
     else:
@@ -163,15 +164,38 @@ def dispatch_generation(app: Celery, job_id: str, config: SearchConfig,
     header = [
         app.signature(FITNESS_TASK, args=(job, {
             "generation": state.generation, "index": index,
-            "candidates": encode_array(state.candidates[rows])}))
+            "candidates": encode_array(state.candidates[rows])}),
+            task_id=fitness_task_id(job_id, state.generation, index))
         for index, rows in enumerate(config.batch_slices())
     ]
     callback = app.signature(GENERATION_TASK,
-                             kwargs={"job_id": job_id, "generation": state.generation})
+                             kwargs={"job_id": job_id, "generation": state.generation},
+                             task_id=generation_task_id(job_id, state.generation))
     chord(header)(callback)
     mark_dispatched(app.backend.client, job_id, state.generation)
     logger.debug("generation dispatched job=%s generation=%d batches=%d", job_id,
                  state.generation, len(header))
+
+
+def fitness_task_id(job_id: str, generation: int, index: int) -> str:
+    """Return the task id of a generation's fitness batch (readable in Flower)."""
+    return f"{job_id}.g{generation}.b{index}"
+
+
+def generation_task_id(job_id: str, generation: int) -> str:
+    """Return the task id of the callback that completes a generation."""
+    return f"{job_id}.g{generation}.step"
+
+
+def forget_generation(app: Celery, job_id: str, config: SearchConfig, generation: int) -> None:
+    """Delete the stored results of a generation's fitness tasks and of the previous
+    callback: the checkpoint holds all that matters, and a long search would otherwise
+    keep every generation's candidates in Redis until the results expire."""
+    ids = [fitness_task_id(job_id, generation, index)
+           for index in range(len(config.batch_slices()))]
+    if generation > 0:
+        ids.append(generation_task_id(job_id, generation - 1))
+    app.backend.client.delete(*[app.backend.get_key_for_task(task_id) for task_id in ids])
 
 
 def _recover_dispatch(app: Celery, job_id: str, checkpoint: Checkpoint,

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from tasks.errors import DatasetNotFound
 from tasks.objectives import register, sphere
 
 # Long enough for a test to see the task running and kill or stop it, short enough to
@@ -46,3 +47,9 @@ def flaky_sphere(candidates: np.ndarray) -> np.ndarray:
 def pointwise_sphere(candidate: np.ndarray) -> float:
     """The sphere written for one candidate at a time."""
     return float(sum(value * value for value in candidate.tolist()))
+
+
+@register("missing_data", bounds=(-1.0, 1.0))
+def missing_data(candidates: np.ndarray) -> np.ndarray:
+    """Fails as an objective does when its data file is gone: not a candidate's fault."""
+    raise DatasetNotFound("gone.csv: no such file under the data root")

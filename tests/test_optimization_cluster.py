@@ -18,7 +18,14 @@ from producer.optimization import (
     submit_optimization,
     wait_optimization,
 )
-from tasks.errors import InvalidBounds, InvalidSearchSetting, JobStopped, UnknownObjective
+from tasks.errors import (
+    DatasetNotFound,
+    InvalidBounds,
+    InvalidSearchSetting,
+    JobStopped,
+    LeptonError,
+    UnknownObjective,
+)
 from tasks.objectives import evaluate, get_objective
 from tasks.optimization import GENERATION_TASK, checkpoint_file
 from tasks.search import SearchState, build_config, run_in_process
@@ -87,6 +94,18 @@ def test_the_same_seed_gives_the_same_bits_whatever_the_batch_size(client: Clien
     assert [result["batch"] for result in results] == [1, 5, 12]
 
 
+def test_a_finished_search_keeps_no_per_generation_results_in_redis(client: Client) -> None:
+    result = run_job(client, "ga", "sphere", 2, population=6, generations=5, seed=2, batch=2)
+    job_id = result["job_id"]
+
+    keys = {key.decode() for key in client.redis.keys(f"*{job_id}*")}
+
+    # The last callback's own result may land just after the job's; nothing else remains.
+    keys.discard(f"celery-task-meta-{job_id}.g4.step")
+    assert keys == {f"celery-task-meta-{job_id}", f"lepton:job:{job_id}",
+                    f"lepton:opt:{job_id}"}
+
+
 def test_nan_infinite_and_raising_candidates_are_counted_and_the_search_goes_on(
         client: Client) -> None:
     result = run_job(client, "ga", "flaky_sphere", 2, population=20, generations=10,
@@ -117,6 +136,17 @@ def test_bad_input_is_refused_before_anything_is_enqueued(client: Client) -> Non
 
     assert set(client.redis.keys("lepton:opt:*")) == keys_before
     assert client.redis.llen("fitness") == queued_before
+
+
+def test_an_objective_that_cannot_run_fails_the_job_with_its_own_error(
+        client: Client) -> None:
+    job_id = submit_optimization(client, "pso", "missing_data", 2, population=4,
+                                 generations=3, seed=1, batch=2)
+
+    with pytest.raises(DatasetNotFound, match="gone.csv: no such file under the data root"):
+        wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
+    with pytest.raises(LeptonError, match=f"job {job_id} failed: .*DatasetNotFound"):
+        client.result(job_id)
 
 
 def test_a_generation_callback_delivered_twice_advances_the_job_once(client: Client) -> None:
