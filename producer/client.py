@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 POLL_START_S = 0.02
 POLL_MAX_S = 0.5
+CHUNK_ERROR_GRACE_S = 2.0
 
 
 class JobTimeout(LeptonError):
@@ -109,7 +110,7 @@ class Client:
             if meta["status"] == "SUCCESS":
                 return dict(meta["result"])
             if meta["status"] == "FAILURE":
-                raise _job_error(job_id, meta["result"])
+                raise self._failure_of(job_id, meta["result"])
             if stored.exists():
                 return dict(json.loads(stored.read_text()))
             description = read_job(self.redis, job_id)
@@ -125,13 +126,26 @@ class Client:
         if meta["status"] == "SUCCESS":
             bar.update(bar.total - bar.n)
             return dict(meta["result"])
-        if meta["status"] == "FAILURE":
-            raise _job_error(job_id, meta["result"])
         failure = first_failure(self.redis, job_id)
         if failure is not None:
             raise _rebuild_error(*failure)
+        if meta["status"] == "FAILURE":
+            raise self._failure_of(job_id, meta["result"])
         bar.update(count_done(self.redis, job_id) - bar.n)
         return None
+
+
+    def _failure_of(self, job_id: str, error: Any) -> LeptonError:
+        """Prefer the failed chunk's own error to the chord's summary of it."""
+        is_chord_error = isinstance(error, dict) and error.get("exc_type") == "ChordError"
+        deadline = time.monotonic() + CHUNK_ERROR_GRACE_S
+        while is_chord_error and time.monotonic() < deadline:
+            # The worker records the chunk's error just after it fails the chord.
+            failure = first_failure(self.redis, job_id)
+            if failure is not None:
+                return _rebuild_error(*failure)
+            time.sleep(0.05)
+        return _job_error(job_id, error)
 
 
 def _job_error(job_id: str, error: Any) -> LeptonError:

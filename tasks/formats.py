@@ -12,7 +12,7 @@ check that all rows were seen.
 """
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.errors import ColumnNotFound, ColumnNotNumeric, EmptyDataset, UnsupportedFormat
+from tasks.errors import (
+    ColumnNotFound,
+    ColumnNotNumeric,
+    DatasetError,
+    EmptyDataset,
+    UnsupportedFormat,
+)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
@@ -42,6 +48,8 @@ class DatasetInfo:
     numeric: dict[str, bool]
     n_rows: int
     size_bytes: int
+    # Where a non-numeric column first shows text, e.g. "line 7: 'abc'", when known.
+    first_text: dict[str, str] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> str:
@@ -60,8 +68,9 @@ def inspect_dataset(path: Path) -> DatasetInfo:
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise EmptyDataset(f"{path}: the file is empty")
+    first_text: dict[str, str] = {}
     if file_format == "csv":
-        columns, numeric = _csv_columns(path)
+        columns, numeric, first_text = _csv_columns(path)
         n_rows = _count_csv_rows(path)
     elif file_format == "parquet":
         metadata = pq.ParquetFile(path)
@@ -76,7 +85,7 @@ def inspect_dataset(path: Path) -> DatasetInfo:
         n_rows = int(array.shape[0])
     if n_rows == 0:
         raise EmptyDataset(f"{path}: the file has no data rows")
-    return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes)
+    return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes, first_text)
 
 
 def check_columns(info: DatasetInfo, used: list[str]) -> None:
@@ -86,7 +95,8 @@ def check_columns(info: DatasetInfo, used: list[str]) -> None:
             known = ", ".join(info.columns)
             raise ColumnNotFound(f"{info.path}: no column '{name}' (columns: {known})")
         if not info.numeric[name]:
-            raise ColumnNotNumeric(f"{info.path}: column '{name}' is not numeric")
+            where = f" ({info.first_text[name]})" if name in info.first_text else ""
+            raise ColumnNotNumeric(f"{info.path}: column '{name}' is not numeric{where}")
 
 
 def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[Chunk]:
@@ -130,13 +140,25 @@ def read_chunk(path: Path, chunk: Chunk, columns: list[str],
     return np.asarray(rows[:, indices], dtype=np.float64)
 
 
-def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool]]:
-    sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
-    columns = [str(name) for name in sample.columns]
+def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str]]:
+    try:
+        sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
+    except pd.errors.ParserError as error:
+        raise DatasetError(f"{path}: not a regular CSV table: {error}") from error
+    sample.columns = [str(name) for name in sample.columns]
+    columns = list(sample.columns)
     numeric = {
         name: bool(pd.api.types.is_numeric_dtype(sample[name])) for name in columns
     }
-    return columns, numeric
+    first_text = {}
+    for name in columns:
+        if numeric[name]:
+            continue
+        text = sample[name].notna() & pd.to_numeric(sample[name], errors="coerce").isna()
+        if text.any():
+            position = int(np.flatnonzero(text.to_numpy())[0])
+            first_text[name] = f"line {position + 2}: {sample[name].iloc[position]!r}"
+    return columns, numeric, first_text
 
 
 def _count_csv_rows(path: Path) -> int:
