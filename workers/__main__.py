@@ -3,16 +3,22 @@
 import argparse
 import sys
 
-from workers.app import ALL_QUEUES, create_app
+from workers.app import create_app
+from workers.queues import parse_queues
 from workers.settings import Settings
 
 
 def run_worker(argv: list[str] | None = None) -> None:
-    """Start a worker consuming every Lepton queue with the configured concurrency."""
+    """Start a worker on the configured queues (default: all) with the configured concurrency.
+
+    SIGTERM asks for a warm shutdown: running tasks finish, nothing new is taken.
+    """
     parser = argparse.ArgumentParser(prog="lepton worker")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="pool processes (default LEPTON_WORKER_CONCURRENCY or cores)")
-    parser.add_argument("--queues", default=",".join(ALL_QUEUES))
+    parser.add_argument("--queues", default=None,
+                        help="comma-separated queues: map, reduce, fitness, shard-lookup "
+                        "(default LEPTON_WORKER_QUEUES or all)")
     parser.add_argument("--hostname", default=None, help="node name, e.g. w1@%%h")
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--fast-start", action="store_true",
@@ -22,7 +28,8 @@ def run_worker(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     app = create_app(settings)
     concurrency = args.concurrency or settings.worker_concurrency
-    worker_argv = ["worker", f"--concurrency={concurrency}", f"--queues={args.queues}",
+    queues = parse_queues(args.queues) if args.queues else settings.worker_queues
+    worker_argv = ["worker", f"--concurrency={concurrency}", f"--queues={','.join(queues)}",
                    f"--loglevel={args.loglevel}", "--task-events"]
     if args.hostname:
         worker_argv.append(f"--hostname={args.hostname}")

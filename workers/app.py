@@ -5,11 +5,11 @@ from typing import cast
 from celery import Celery
 
 from tasks.errors import ConfigError
+from workers.queues import ALL_QUEUES, MAP_QUEUE, REDUCE_QUEUE
 from workers.settings import Settings
 
-MAP_QUEUE = "map"
-REDUCE_QUEUE = "reduce"
-ALL_QUEUES = (MAP_QUEUE, REDUCE_QUEUE)
+__all__ = ["ALL_QUEUES", "MAP_QUEUE", "REDUCE_QUEUE", "TASK_MODULES", "create_app",
+           "settings_of"]
 
 TASK_MODULES = ["tasks.regression"]
 
