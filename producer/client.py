@@ -26,8 +26,6 @@ logger = logging.getLogger(__name__)
 POLL_START_S = 0.02
 POLL_MAX_S = 0.5
 CHUNK_ERROR_GRACE_S = 2.0
-# A producer call that cannot reach Redis fails after about this long instead of hanging.
-REDIS_TIMEOUT_S = 10.0
 PUBLISH_RETRIES = 2
 
 
@@ -41,10 +39,10 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        bound_waits(self.app)
+        bound_waits(self.app, settings.redis_timeout_s)
         self.redis = redis.Redis.from_url(settings.result_backend or "",
-                                          socket_timeout=REDIS_TIMEOUT_S,
-                                          socket_connect_timeout=REDIS_TIMEOUT_S)
+                                          socket_timeout=settings.redis_timeout_s,
+                                          socket_connect_timeout=settings.redis_timeout_s)
 
     def close(self) -> None:
         """Release the connections held by this client."""
@@ -208,8 +206,8 @@ class translate_redis_errors:
                 f"Redis{self.where} refused the password: {error} (check the password in "
                 "LEPTON_BROKER_URL / LEPTON_RESULT_BACKEND)") from error
         if any(isinstance(cause, (redis.TimeoutError, TimeoutError)) for cause in causes):
-            raise BrokerUnavailable(f"Redis{self.where} did not answer within "
-                                    f"{REDIS_TIMEOUT_S:g} s: {error}") from error
+            raise BrokerUnavailable(f"Redis{self.where} did not answer in time "
+                                    f"(LEPTON_REDIS_TIMEOUT_S): {error}") from error
         if any(isinstance(cause, (redis.ConnectionError, OperationalError, ConnectionError))
                for cause in causes):
             raise BrokerUnavailable(f"cannot reach Redis{self.where}: {error}") from error
@@ -234,19 +232,18 @@ def _is_auth_error(error: BaseException) -> bool:
                                       "must be called with the client already authenticated"))
 
 
-def bound_waits(app: Celery) -> None:
-    """Make a producer's broker and backend calls give up after about ``REDIS_TIMEOUT_S``.
+def bound_waits(app: Celery, timeout_s: float) -> None:
+    """Make a producer's broker and backend calls give up after about ``timeout_s``.
 
-    Workers keep Celery's defaults; a producer should fail fast instead.
+    Workers keep Celery's defaults; a producer should fail fast instead of hanging.
     """
     transport_options = {**app.conf.broker_transport_options,
-                         "socket_timeout": REDIS_TIMEOUT_S,
-                         "socket_connect_timeout": REDIS_TIMEOUT_S}
+                         "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     app.conf.update(
         broker_transport_options=transport_options,
-        broker_connection_timeout=REDIS_TIMEOUT_S,
-        redis_socket_timeout=REDIS_TIMEOUT_S,
-        redis_socket_connect_timeout=REDIS_TIMEOUT_S,
+        broker_connection_timeout=timeout_s,
+        redis_socket_timeout=timeout_s,
+        redis_socket_connect_timeout=timeout_s,
         task_publish_retry_policy={"max_retries": PUBLISH_RETRIES, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
     )

@@ -45,7 +45,7 @@ def read_status(client: Client, job_id: str) -> JobStatus:
         meta = client.app.backend.get_task_meta(job_id)
         done = count_done(client.redis, job_id)
         errors = read_failures(client.redis, job_id)
-    if description is None and meta["status"] not in ("SUCCESS", "FAILURE"):
+    if description is None and not errors and meta["status"] not in ("SUCCESS", "FAILURE"):
         raise JobNotFound(f"no job {job_id} in this cluster (progress expires after "
                           f"{client.settings.result_expires_s} s)")
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from celery import Task, shared_task
 
-from tasks.data_root import resolve_in_root
+from tasks.data_root import resolve_in_root, result_path
 from tasks.errors import ColumnNotNumeric, JobIncomplete
 from tasks.formats import read_chunk
 from tasks.least_squares import Partial, chunk_partial, merge_partials, solve
@@ -108,8 +108,8 @@ def check_complete(chunk_results: list[dict[str, Any]], job: dict[str, Any]) -> 
 
 def write_result(results_dir: Path, result: dict[str, Any]) -> Path:
     """Write ``<results_dir>/<job_id>.json`` atomically and return its path."""
+    final = result_path(results_dir, result["job_id"])
     results_dir.mkdir(parents=True, exist_ok=True)
-    final = results_dir / f"{result['job_id']}.json"
     temporary = final.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(result, indent=2) + "\n")
     temporary.replace(final)

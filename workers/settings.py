@@ -23,6 +23,7 @@ class Settings:
     visibility_timeout_s: int
     worker_queues: tuple[str, ...] = ALL_QUEUES
     chunk_rows: int | None = None
+    redis_timeout_s: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -43,6 +44,7 @@ class Settings:
             worker_queues=parse_queues(env.get("LEPTON_WORKER_QUEUES") or ",".join(ALL_QUEUES),
                                        "LEPTON_WORKER_QUEUES"),
             chunk_rows=_positive_int(env, "LEPTON_CHUNK_ROWS", 0) or None,
+            redis_timeout_s=_positive_int(env, "LEPTON_REDIS_TIMEOUT_S", 10),
         )
         for name, url in (("LEPTON_BROKER_URL", settings.broker_url),
                           ("LEPTON_RESULT_BACKEND", settings.result_backend)):
@@ -63,6 +65,7 @@ class Settings:
             "LEPTON_RESULT_EXPIRES_S": str(self.result_expires_s),
             "LEPTON_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
             "LEPTON_WORKER_QUEUES": ",".join(self.worker_queues),
+            "LEPTON_REDIS_TIMEOUT_S": str(self.redis_timeout_s),
         }
         if self.chunk_rows:
             env["LEPTON_CHUNK_ROWS"] = str(self.chunk_rows)
