@@ -8,23 +8,25 @@ from workers.queues import parse_queues
 from workers.settings import Settings
 
 
-def run_worker(argv: list[str] | None = None) -> None:
-    """Start a worker on the configured queues (default: all) with the configured concurrency.
-
-    SIGTERM asks for a warm shutdown: running tasks finish, nothing new is taken.
-    """
-    parser = argparse.ArgumentParser(prog="lepton worker")
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the worker's options to ``parser`` (shared by ``lepton worker``)."""
     parser.add_argument("--concurrency", type=int, default=None,
                         help="pool processes (default LEPTON_WORKER_CONCURRENCY or cores)")
     parser.add_argument("--queues", default=None,
                         help="comma-separated queues: map, reduce, fitness, shard-lookup "
                         "(default LEPTON_WORKER_QUEUES or all)")
-    parser.add_argument("--hostname", default=None, help="node name, e.g. w1@%%h")
+    parser.add_argument("--hostname", default=None,
+                        help="node name, unique per worker, e.g. worker@%%h (%%h: host name)")
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--fast-start", action="store_true",
                         help="skip mingle and gossip (used by the local cluster)")
-    args = parser.parse_args(argv)
 
+
+def start_worker(args: argparse.Namespace) -> None:
+    """Start a worker on the configured queues (default: all) with the configured concurrency.
+
+    SIGTERM asks for a warm shutdown: running tasks finish, nothing new is taken.
+    """
     settings = Settings.from_env()
     app = create_app(settings)
     concurrency = args.concurrency or settings.worker_concurrency
@@ -36,6 +38,13 @@ def run_worker(argv: list[str] | None = None) -> None:
     if args.fast_start:
         worker_argv += ["--without-mingle", "--without-gossip"]
     app.worker_main(worker_argv)
+
+
+def run_worker(argv: list[str] | None = None) -> None:
+    """Parse the worker's options from ``argv`` and start it."""
+    parser = argparse.ArgumentParser(prog="python -m workers")
+    add_worker_arguments(parser)
+    start_worker(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
