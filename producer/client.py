@@ -22,7 +22,7 @@ from workers.settings import Settings
 logger = logging.getLogger(__name__)
 
 POLL_START_S = 0.02
-POLL_MAX_S = 0.5
+POLL_MAX_S = 0.1
 CHUNK_ERROR_GRACE_S = 2.0
 
 
