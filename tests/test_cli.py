@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,35 @@ def test_without_a_broker_a_local_cluster_runs_the_job_and_stops(tmp_path: Path)
     expected, *_ = np.linalg.lstsq(design, complete[:, -1], rcond=None)
     np.testing.assert_allclose(result["coefficients"], expected, rtol=1e-9)
     assert result["n_chunks"] == 7  # row groups of 300, 300, 300, 100 rows
+
+
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+def test_ctrl_c_stops_the_local_redis_and_workers(tmp_path: Path) -> None:
+    frame = synthetic_frame(np.random.default_rng(4), 4_000_000, features=4)
+    write_frame(frame, tmp_path / "slow.npy")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEPTON_")}
+    env["LEPTON_DATA_ROOT"] = str(tmp_path)
+    command = [sys.executable, "-m", "producer.cli", "-v", "regress", "slow.npy", "--target",
+               "c4", "--workers", "1", "--chunk-rows", "100000"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "job submitted" in line:
+            break
+    started = child_pids(process.pid)
+    assert len(started) == 2, "expected redis-server and a worker as children"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not list(tmp_path.glob("lepton-results/*.json")), "the job should not finish"
+    for pid in started:
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
