@@ -1,12 +1,17 @@
 # Lepton's image: workers, Flower and producers all run from it (see docker-compose.yml).
 FROM python:3.11-slim
 
+# One BLAS thread per process: a worker's pool processes are its parallelism, and
+# `lepton worker` imports numpy before it could set this itself.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LEPTON_DATA_ROOT=/data \
-    LEPTON_RESULTS_DIR=/data/lepton-results
+    LEPTON_RESULTS_DIR=/data/lepton-results \
+    OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1
 
 # A fixed non-root uid, so a bind-mounted data directory can be given to it (chown 10001).
 RUN groupadd --system --gid 10001 lepton \

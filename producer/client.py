@@ -24,7 +24,7 @@ from workers.settings import Settings, redact_url
 logger = logging.getLogger(__name__)
 
 POLL_START_S = 0.02
-POLL_MAX_S = 0.5
+POLL_MAX_S = 0.1
 CHUNK_ERROR_GRACE_S = 2.0
 PUBLISH_RETRIES = 2
 

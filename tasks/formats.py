@@ -46,6 +46,8 @@ class DatasetInfo:
     format: str
     columns: list[str]
     numeric: dict[str, bool]
+    # Exact for Parquet and NPY; for CSV an estimate from the sampled line lengths, since
+    # counting means reading the whole file, which planning does once anyway.
     n_rows: int
     size_bytes: int
     # Where a non-numeric column first shows text, e.g. "line 7: 'abc'", when known.
@@ -70,8 +72,7 @@ def inspect_dataset(path: Path) -> DatasetInfo:
         raise EmptyDataset(f"{path}: the file is empty")
     first_text: dict[str, str] = {}
     if file_format == "csv":
-        columns, numeric, first_text = _csv_columns(path)
-        n_rows = _count_csv_rows(path)
+        columns, numeric, first_text, n_rows = _csv_columns(path)
     elif file_format == "parquet":
         metadata = pq.ParquetFile(path)
         schema = metadata.schema_arrow
@@ -103,6 +104,8 @@ def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[
     """Cut the dataset into chunks of at most ``chunk_rows`` data rows each."""
     if info.format == "csv":
         pieces = _csv_byte_ranges(info.path, chunk_rows)
+        if not pieces:
+            raise EmptyDataset(f"{info.path}: the file has no data rows")
     elif info.format == "parquet":
         pieces = _parquet_row_ranges(info.path, chunk_rows)
     else:
@@ -140,7 +143,7 @@ def read_chunk(path: Path, chunk: Chunk, columns: list[str],
     return np.asarray(rows[:, indices], dtype=np.float64)
 
 
-def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str]]:
+def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str], int]:
     try:
         sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
     except pd.errors.ParserError as error:
@@ -158,11 +161,17 @@ def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str]
         if text.any():
             position = int(np.flatnonzero(text.to_numpy())[0])
             first_text[name] = f"line {position + 2}: {sample[name].iloc[position]!r}"
-    return columns, numeric, first_text
+    return columns, numeric, first_text, _estimate_csv_rows(path, len(sample))
 
 
-def _count_csv_rows(path: Path) -> int:
-    return sum(piece["rows"] for piece in _csv_byte_ranges(path, 2**62))
+def _estimate_csv_rows(path: Path, sampled_rows: int) -> int:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header_bytes = len(handle.readline())
+        sample_bytes = sum(len(handle.readline()) for _ in range(sampled_rows))
+    if sampled_rows < CSV_SAMPLE_ROWS:
+        return sampled_rows
+    return max(sampled_rows, round((size - header_bytes) * sampled_rows / sample_bytes))
 
 
 def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
