@@ -197,11 +197,12 @@ class translate_redis_errors:
         if error is None or isinstance(error, LeptonError):
             return
         causes = _causes(error)
-        if any(_is_auth_error(cause) for cause in causes) and not self.has_password:
+        refused = any(_is_auth_error(cause) for cause in causes)
+        if refused and not self.has_password:
             raise BrokerUnavailable(
                 f"Redis{self.where} requires a password: put it in the URL as "
                 "redis://:PASSWORD@host:port/db") from error
-        if any(_is_auth_error(cause) for cause in causes):
+        if refused:
             raise BrokerUnavailable(
                 f"Redis{self.where} refused the password: {error} (check the password in "
                 "LEPTON_BROKER_URL / LEPTON_RESULT_BACKEND)") from error
