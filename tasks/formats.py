@@ -121,7 +121,8 @@ def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[
 
 def read_chunk(path: Path, chunk: Chunk, columns: list[str],
                all_columns: list[str]) -> np.ndarray:
-    """Return the chunk's ``columns`` as an (n, len(columns)) float64 array.
+    """Return the chunk's ``columns`` as a new (n, len(columns)) float64 array in column
+    (Fortran) order, which the caller may modify.
 
     Missing values come back as NaN. A non-numeric cell raises
     :class:`ColumnNotNumeric` naming the file, chunk and line.
@@ -131,16 +132,16 @@ def read_chunk(path: Path, chunk: Chunk, columns: list[str],
     if chunk["format"] == "parquet":
         table = pq.ParquetFile(path).read_row_group(chunk["row_group"], columns=columns)
         table = table.slice(chunk["offset"], chunk["rows"])
-        return np.column_stack([
-            table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            for name in columns
-        ])
+        block = np.empty((table.num_rows, len(columns)), order="F")
+        for index, name in enumerate(columns):
+            block[:, index] = table.column(name).to_numpy(zero_copy_only=False)
+        return block
     array = _open_npy(path)
     rows = array[chunk["start"]:chunk["start"] + chunk["rows"]]
-    if array.dtype.names:
-        return np.column_stack([rows[name].astype(np.float64) for name in columns])
-    indices = [all_columns.index(name) for name in columns]
-    return np.asarray(rows[:, indices], dtype=np.float64)
+    block = np.empty((len(rows), len(columns)), order="F")
+    for index, name in enumerate(columns):
+        block[:, index] = rows[name] if array.dtype.names else rows[:, all_columns.index(name)]
+    return block
 
 
 def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str], int]:
@@ -221,7 +222,7 @@ def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
     for name in columns:
         if not pd.api.types.is_numeric_dtype(frame[name]):
             frame[name] = _coerce_numeric(path, chunk, frame[name], name)
-    return frame[columns].to_numpy(dtype=np.float64)
+    return np.asfortranarray(frame[columns].to_numpy(dtype=np.float64))
 
 
 def _coerce_numeric(path: Path, chunk: Chunk, values: pd.Series, name: str) -> pd.Series:
