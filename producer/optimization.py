@@ -91,7 +91,7 @@ def submit_config(client: Client, config: SearchConfig) -> str:
     """Enqueue generation 0 of a planned search and return the new job id."""
     job_id = str(uuid.uuid4())
     state = initial_state(config)
-    with translate_redis_errors():
+    with translate_redis_errors(client.settings.broker_url):
         _record(client, job_id, config, state, "running")
         dispatch_generation(client.app, job_id, config, state)
     logger.info("job submitted job=%s algorithm=%s objective=%s population=%d batch=%d",
@@ -107,7 +107,7 @@ def wait_optimization(client: Client, job_id: str, progress: bool = True,
     The progress bar shows generations and the best fitness so far. Raises
     :class:`JobStopped` when the job stops before finishing.
     """
-    with translate_redis_errors():
+    with translate_redis_errors(client.settings.broker_url):
         checkpoint = read_checkpoint(client.redis, job_id)
     if checkpoint is None:
         return client.result(job_id)
@@ -117,7 +117,7 @@ def wait_optimization(client: Client, job_id: str, progress: bool = True,
     with tqdm(total=config.generations, unit="gen", disable=not progress, leave=False,
               desc=f"{config.algorithm} {config.objective}") as bar:
         while True:
-            with translate_redis_errors():
+            with translate_redis_errors(client.settings.broker_url):
                 outcome = _poll(client, job_id, bar)
             if outcome is not None:
                 return outcome
@@ -131,7 +131,7 @@ def wait_optimization(client: Client, job_id: str, progress: bool = True,
 
 def stop_optimization(client: Client, job_id: str) -> Progress:
     """Ask a job to stop after the generation in flight; return its progress then."""
-    with translate_redis_errors():
+    with translate_redis_errors(client.settings.broker_url):
         return request_stop(client.redis, job_id)
 
 
@@ -143,7 +143,7 @@ def resume_optimization(client: Client, job_id: str) -> str:
     still running is enqueued again harmlessly: the generation is advanced once and the
     duplicate is dropped.
     """
-    with translate_redis_errors():
+    with translate_redis_errors(client.settings.broker_url):
         checkpoint = read_checkpoint(client.redis, job_id)
         if checkpoint is None:
             if not _restore_from_file(client, job_id):
@@ -165,7 +165,7 @@ def resume_optimization(client: Client, job_id: str) -> str:
 
 def save_checkpoint_file(client: Client, job_id: str) -> None:
     """Copy the job's Redis checkpoint to the results directory (before Redis goes away)."""
-    with translate_redis_errors():
+    with translate_redis_errors(client.settings.broker_url):
         checkpoint = read_checkpoint(client.redis, job_id)
     if checkpoint is not None:
         write_checkpoint_file(client.settings.results_dir, job_id, checkpoint)
@@ -204,9 +204,11 @@ def resume(job_id: str, *, workers: int | None = None, settings: Settings | None
 def _record(client: Client, job_id: str, config: SearchConfig, state: SearchState,
             status: str, elapsed_s: float = 0.0, redelivered: int = 0) -> None:
     expires_s = client.settings.result_expires_s
-    record_job(client.redis, job_id, {"kind": "optimization", "algorithm": config.algorithm,
-                                      "objective": config.objective,
-                                      "generations": config.generations}, expires_s)
+    # ``n_chunks`` and ``source`` are what ``lepton status`` shows: generations count as
+    # its chunks.
+    record_job(client.redis, job_id, {
+        "kind": "optimization", "n_chunks": config.generations,
+        "source": f"{config.algorithm} on {config.objective} ({config.dim}-D)"}, expires_s)
     write_checkpoint(client.redis, job_id, config.to_json(), *state.to_parts(), status,
                      expires_s, elapsed_s, redelivered)
 

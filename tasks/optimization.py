@@ -62,7 +62,10 @@ class GenerationTask(Task):
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
                    einfo: Any) -> None:
-        mark_failed(self.app.backend.client, kwargs["job_id"], exc)
+        client = self.app.backend.client
+        record_failure(client, kwargs["job_id"], kwargs["generation"], exc,
+                       settings_of(self.app).result_expires_s)
+        mark_failed(client, kwargs["job_id"], exc)
 
 
 @shared_task(name=FITNESS_TASK, bind=True, base=FitnessTask, track_started=False)

@@ -18,6 +18,7 @@ from producer.optimization import (
     submit_optimization,
     wait_optimization,
 )
+from producer.status import read_status
 from tasks.errors import (
     DatasetNotFound,
     InvalidBounds,
@@ -175,6 +176,7 @@ def test_a_stopped_job_resumes_from_its_checkpoint_to_the_same_result(client: Cl
     with pytest.raises(JobStopped, match=f"lepton resume {job_id}"):
         wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
     stopped_at = read_progress(client.redis, job_id)
+    status_when_stopped = read_status(client, job_id)
     with pytest.raises(JobStopped):
         client.result(job_id)
 
@@ -183,6 +185,12 @@ def test_a_stopped_job_resumes_from_its_checkpoint_to_the_same_result(client: Cl
 
     assert stopped_at is not None and stopped_at.generation == 1
     assert_same_search(result, in_process("pso", "sphere", 2, (-5.0, 5.0), 4, 4, 3))
+    assert (status_when_stopped.state, status_when_stopped.chunks_done,
+            status_when_stopped.chunks_total) == ("STOPPED", 1, 4)
+    assert status_when_stopped.source == "pso on slow_sphere (2-D)"
+    finished = read_status(client, job_id)
+    assert (finished.state, finished.chunks_done) == ("SUCCESS", 4)
+    assert finished.summary["best_f"] == result["best_f"]
 
 
 def test_a_job_whose_redis_checkpoint_is_lost_resumes_from_its_file_copy(

@@ -5,12 +5,11 @@ from typing import cast
 from celery import Celery
 
 from tasks.errors import ConfigError
+from workers.queues import ALL_QUEUES, FITNESS_QUEUE, MAP_QUEUE, REDUCE_QUEUE
 from workers.settings import Settings
 
-MAP_QUEUE = "map"
-REDUCE_QUEUE = "reduce"
-FITNESS_QUEUE = "fitness"
-ALL_QUEUES = (MAP_QUEUE, REDUCE_QUEUE, FITNESS_QUEUE)
+__all__ = ["ALL_QUEUES", "MAP_QUEUE", "REDUCE_QUEUE", "TASK_MODULES", "create_app",
+           "settings_of"]
 
 TASK_MODULES = ["tasks.regression", "tasks.optimization"]
 
@@ -43,7 +42,8 @@ def create_app(settings: Settings) -> Celery:
             "lepton.regression.map": {"queue": MAP_QUEUE},
             "lepton.regression.reduce": {"queue": REDUCE_QUEUE},
             "lepton.optimization.fitness": {"queue": FITNESS_QUEUE},
-            "lepton.optimization.generation": {"queue": REDUCE_QUEUE},
+            # The step too: a long optimisation keeps to its own queue and pool.
+            "lepton.optimization.generation": {"queue": FITNESS_QUEUE},
         },
         task_default_queue=REDUCE_QUEUE,
         broker_connection_retry_on_startup=True,

@@ -15,6 +15,9 @@ One hash per job, ``lepton:opt:<id>``, holds:
 - ``redelivered``: fitness tasks that ran more than once (a worker died under them);
 - ``file_saved_at``: when the checkpoint was last copied to the results directory.
 
+Each advance also adds the generation to the job's ``done`` set of
+:mod:`workers.progress`, so ``lepton status`` counts generations as its chunks.
+
 Advancing a checkpoint is one atomic step conditioned on the generation it advances
 from, so a generation callback delivered twice advances the job once.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import redis
 
 from tasks.errors import JobStopped, LeptonError
+from workers.progress import job_key
 
 STATUSES = ("running", "stopped", "done", "failed")
 
@@ -48,6 +52,8 @@ for index = 9, #ARGV, 2 do
 end
 redis.call('EXPIRE', job, ARGV[8])
 redis.call('DEL', KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
 return status
 """
 
@@ -174,7 +180,8 @@ def advance_checkpoint(client: redis.Redis, job_id: str, from_generation: int,
     for name, raw in arrays.items():
         array_args += [f"a:{name}", raw]
     stored = script(
-        keys=[checkpoint_key(job_id), attempts_key(job_id, from_generation)],
+        keys=[checkpoint_key(job_id), attempts_key(job_id, from_generation),
+              f"{job_key(job_id)}:done"],
         args=[str(from_generation), str(state["generation"]), json.dumps(state),
               json.dumps(state["best_f"]), status, repr(elapsed_s), repr(time.time()),
               str(expires_s), *array_args])
@@ -227,6 +234,14 @@ def reopen(client: redis.Redis, job_id: str) -> None:
     client.hset(checkpoint_key(job_id), mapping={
         "status": "running", "stop_requested": "0", "error": "", "dispatched": "-1",
         "updated_at": repr(time.time())})
+
+
+def optimization_state(client: redis.Redis, job_id: str, default: str) -> str:
+    """Return ``STOPPED`` or ``FAILURE`` for a stopped or failed job, else ``default``."""
+    progress = read_progress(client, job_id)
+    if progress is None:
+        return default
+    return {"stopped": "STOPPED", "failed": "FAILURE"}.get(progress.status, default)
 
 
 def not_finished_error(client: redis.Redis, job_id: str) -> LeptonError:
