@@ -104,7 +104,7 @@ def test_a_finished_search_keeps_no_per_generation_results_in_redis(client: Clie
     # The last callback's own result may land just after the job's; nothing else remains.
     keys.discard(f"celery-task-meta-{job_id}.g4.step")
     assert keys == {f"celery-task-meta-{job_id}", f"lepton:job:{job_id}",
-                    f"lepton:opt:{job_id}"}
+                    f"lepton:job:{job_id}:done", f"lepton:opt:{job_id}"}
 
 
 def test_nan_infinite_and_raising_candidates_are_counted_and_the_search_goes_on(
