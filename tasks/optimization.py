@@ -1,9 +1,10 @@
 """Celery tasks of the optimisation job: each generation is one chord.
 
-The header's fitness tasks each score a batch of candidates (on the ``fitness`` queue);
-the callback assembles the fitness, takes the algorithm's step (:mod:`tasks.search`),
+The header's fitness tasks each read a batch of candidates from the checkpoint and score
+it; the callback assembles the fitness, takes the algorithm's step (:mod:`tasks.search`),
 checkpoints the new state in Redis (:mod:`workers.checkpoints`) and enqueues the next
-generation's chord, or writes the result. The search therefore needs no producer.
+generation's chord, or writes the result. Both run on the ``fitness`` queue, and the
+search needs no producer.
 """
 
 import json
@@ -17,7 +18,7 @@ import numpy as np
 import redis
 from celery import Celery, Task, chord, shared_task
 
-from tasks.arrays import decode_array, encode_array
+from tasks.arrays import FLOAT64, decode_array, encode_array
 from tasks.errors import JobIncomplete, JobNotFound
 from tasks.objectives import evaluate, get_objective
 from tasks.regression import write_result
@@ -26,10 +27,10 @@ from workers.app import settings_of
 from workers.checkpoints import (
     Checkpoint,
     advance_checkpoint,
+    fetch_batch,
     mark_dispatched,
     mark_failed,
     mark_file_saved,
-    note_attempt,
     read_checkpoint,
 )
 from workers.progress import record_failure
@@ -37,6 +38,7 @@ from workers.progress import record_failure
 logger = logging.getLogger(__name__)
 
 FITNESS_TASK = "lepton.optimization.fitness"
+FLOAT64_BYTES = 8
 GENERATION_TASK = "lepton.optimization.generation"
 
 # A copy of the checkpoint goes to the results directory at most this often (and when
@@ -76,10 +78,20 @@ def score_batch(self: Task, job: dict[str, Any], batch: dict[str, Any]) -> dict[
     that runs twice (its first worker died) is counted once by the chord.
     """
     settings = settings_of(self.app)
-    note_attempt(self.app.backend.client, job["job_id"], batch["generation"], batch["index"],
-                 settings.result_expires_s)
+    start, stop = batch["rows"]
+    row_bytes = job["dim"] * FLOAT64_BYTES
+    raw = fetch_batch(self.app.backend.client, job["job_id"], batch["generation"],
+                      batch["index"], (start * row_bytes, stop * row_bytes),
+                      settings.result_expires_s)
+    if raw is None:
+        logger.info("stale fitness task ignored job=%s generation=%d batch=%d",
+                    job["job_id"], batch["generation"], batch["index"])
+        return {"index": batch["index"], "stale": True}
+    if len(raw) != (stop - start) * row_bytes:
+        raise JobIncomplete(f"job {job['job_id']}: generation {batch['generation']} holds "
+                            f"{len(raw) // row_bytes} candidates, not rows {start}-{stop}")
+    candidates = np.frombuffer(raw, dtype=FLOAT64).reshape(stop - start, job["dim"]).copy()
     objective = get_objective(job["objective"], settings.objectives_module)
-    candidates = decode_array(batch["candidates"])
 
     evaluation = evaluate(objective, candidates, settings.data_root)
     invalid = int(evaluation.invalid.sum())
@@ -142,6 +154,9 @@ def assemble_fitness(batch_results: list[dict[str, Any]], config: SearchConfig, 
     """
     by_index: dict[int, dict[str, Any]] = {}
     for result in batch_results:
+        if result.get("stale"):
+            raise JobIncomplete(f"job {job_id}: generation {generation} batch "
+                                f"{result['index']} was scored for another generation")
         earlier = by_index.setdefault(int(result["index"]), result)
         if earlier["fitness"] != result["fitness"]:
             raise JobIncomplete(f"job {job_id}: generation {generation} batch "
@@ -162,12 +177,15 @@ def assemble_fitness(batch_results: list[dict[str, Any]], config: SearchConfig, 
 
 def dispatch_generation(app: Celery, job_id: str, config: SearchConfig,
                         state: SearchState) -> None:
-    """Enqueue the chord that scores ``state.candidates`` and then advances the job."""
-    job = {"job_id": job_id, "objective": config.objective}
+    """Enqueue the chord that scores ``state.candidates`` and then advances the job.
+
+    The candidates must already be checkpointed: each fitness task reads its own rows
+    from Redis, so messages stay small whatever the population.
+    """
+    job = {"job_id": job_id, "objective": config.objective, "dim": config.dim}
     header = [
         app.signature(FITNESS_TASK, args=(job, {
-            "generation": state.generation, "index": index,
-            "candidates": encode_array(state.candidates[rows])}),
+            "generation": state.generation, "index": index, "rows": [rows.start, rows.stop]}),
             task_id=fitness_task_id(job_id, state.generation, index))
         for index, rows in enumerate(config.batch_slices())
     ]

@@ -290,11 +290,8 @@ def _swarm_memory(particles: swarm.Swarm) -> dict[str, np.ndarray]:
 
 
 def _ordered_mean(values: np.ndarray) -> float:
-    # Summed left to right so the figure does not depend on how numpy pairs terms.
-    total = 0.0
-    for value in values.tolist():
-        total += value
-    return total / len(values)
+    # fsum is correctly rounded, so the mean does not depend on how terms are paired.
+    return math.fsum(values.tolist()) / len(values)
 
 
 def run_in_process(config: SearchConfig,

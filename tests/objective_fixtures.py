@@ -5,6 +5,7 @@ compared with an in-process run of ``sphere``.
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,13 @@ def pointwise_sphere(candidate: np.ndarray) -> float:
     return float(sum(value * value for value in candidate.tolist()))
 
 
-@register("missing_data", bounds=(-1.0, 1.0))
-def missing_data(candidates: np.ndarray) -> np.ndarray:
-    """Fails as an objective does when its data file is gone: not a candidate's fault."""
-    raise DatasetNotFound("gone.csv: no such file under the data root")
+NEEDED_FILE = "needed-by-objective.txt"
+
+
+@register("needs_file", bounds=(-5.0, 5.0), uses_data_root=True)
+def needs_file(candidates: np.ndarray, data_root: Path) -> np.ndarray:
+    """The sphere, but failing as an objective does when its data file is missing (not a
+    candidate's fault) until ``NEEDED_FILE`` exists under the data root."""
+    if not (data_root / NEEDED_FILE).exists():
+        raise DatasetNotFound(f"{NEEDED_FILE}: no such file under the data root")
+    return sphere(candidates)

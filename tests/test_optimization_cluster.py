@@ -30,6 +30,7 @@ from tasks.errors import (
 from tasks.objectives import evaluate, get_objective
 from tasks.optimization import GENERATION_TASK, checkpoint_file
 from tasks.search import SearchState, build_config, run_in_process
+from tests.objective_fixtures import NEEDED_FILE
 from tests.test_optimization_numerics import write_small_flights
 from workers.checkpoints import checkpoint_key, read_checkpoint, read_progress
 from workers.progress import job_key
@@ -104,7 +105,8 @@ def test_a_finished_search_keeps_no_per_generation_results_in_redis(client: Clie
     # The last callback's own result may land just after the job's; nothing else remains.
     keys.discard(f"celery-task-meta-{job_id}.g4.step")
     assert keys == {f"celery-task-meta-{job_id}", f"lepton:job:{job_id}",
-                    f"lepton:job:{job_id}:done", f"lepton:opt:{job_id}"}
+                    f"lepton:job:{job_id}:done", f"lepton:opt:{job_id}",
+                    f"lepton:opt:{job_id}:candidates"}
 
 
 def test_nan_infinite_and_raising_candidates_are_counted_and_the_search_goes_on(
@@ -139,15 +141,26 @@ def test_bad_input_is_refused_before_anything_is_enqueued(client: Client) -> Non
     assert client.redis.llen("fitness") == queued_before
 
 
-def test_an_objective_that_cannot_run_fails_the_job_with_its_own_error(
-        client: Client) -> None:
-    job_id = submit_optimization(client, "pso", "missing_data", 2, population=4,
+def test_a_job_whose_objective_cannot_run_fails_with_its_error_and_resumes_once_fixed(
+        client: Client, data_root: Path) -> None:
+    needed = data_root / NEEDED_FILE
+    needed.unlink(missing_ok=True)
+    job_id = submit_optimization(client, "pso", "needs_file", 2, population=4,
                                  generations=3, seed=1, batch=2)
 
-    with pytest.raises(DatasetNotFound, match="gone.csv: no such file under the data root"):
+    with pytest.raises(DatasetNotFound, match=f"{NEEDED_FILE}: no such file under the data"):
         wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
     with pytest.raises(LeptonError, match=f"job {job_id} failed: .*DatasetNotFound"):
         client.result(job_id)
+    assert read_status(client, job_id).state == "FAILURE"
+
+    needed.write_text("here now\n")
+    try:
+        resume_optimization(client, job_id)
+        result = wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
+    finally:
+        needed.unlink()
+    assert_same_search(result, in_process("pso", "sphere", 2, (-5.0, 5.0), 4, 3, 1))
 
 
 def test_a_generation_callback_delivered_twice_advances_the_job_once(client: Client) -> None:

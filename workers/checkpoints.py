@@ -5,7 +5,9 @@ One hash per job, ``lepton:opt:<id>``, holds:
 - ``config`` and ``state``: the search settings and the scalars of the state awaiting
   evaluation (JSON, see :mod:`tasks.search`), and ``generation``, the state's generation;
 - ``a:<name>``: each array of that state as raw float64 bytes (no text conversion, so a
-  generation of many thousands of candidates is stored in milliseconds);
+  generation of many thousands of candidates is stored in milliseconds), except the
+  candidates, which have their own key ``lepton:opt:<id>:candidates`` so that each
+  fitness task reads just its rows (``GETRANGE``) instead of receiving them in a message;
 - ``status``: ``running``, ``stopped``, ``done`` or ``failed`` (with ``error``);
 - ``stop_requested``: ``1`` once a stop was asked for; the next generation stops;
 - ``best_f``: the best fitness so far (JSON, ``null`` before any valid one), for watchers;
@@ -34,6 +36,7 @@ from tasks.errors import JobStopped, LeptonError
 from workers.progress import job_key
 
 STATUSES = ("running", "stopped", "done", "failed")
+CANDIDATES = "candidates"
 
 # Advance only from the expected generation of a running job; a stop asked for in the
 # meantime turns ``running`` into ``stopped``. Returns the new status, or "" if stale.
@@ -47,10 +50,11 @@ if status == 'running' and redis.call('HGET', job, 'stop_requested') == '1' then
 end
 redis.call('HSET', job, 'generation', ARGV[2], 'state', ARGV[3], 'best_f', ARGV[4],
            'status', status, 'elapsed_s', ARGV[6], 'updated_at', ARGV[7])
-for index = 9, #ARGV, 2 do
+for index = 10, #ARGV, 2 do
   redis.call('HSET', job, ARGV[index], ARGV[index + 1])
 end
 redis.call('EXPIRE', job, ARGV[8])
+redis.call('SET', KEYS[4], ARGV[9], 'EX', ARGV[8])
 redis.call('DEL', KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[8])
@@ -102,6 +106,11 @@ def checkpoint_key(job_id: str) -> str:
     return f"lepton:opt:{job_id}"
 
 
+def candidates_key(job_id: str) -> str:
+    """Return the key of the raw float64 candidates awaiting evaluation, row by row."""
+    return f"lepton:opt:{job_id}:candidates"
+
+
 def attempts_key(job_id: str, generation: int) -> str:
     """Return the key counting how often each fitness task of a generation started."""
     return f"lepton:opt:{job_id}:attempts:{generation}"
@@ -124,22 +133,27 @@ def write_checkpoint(client: redis.Redis, job_id: str, config: dict[str, Any],
         "elapsed_s": repr(elapsed_s), "updated_at": repr(time.time()),
         "redelivered": str(redelivered),
     }
-    fields.update({f"a:{name}": raw for name, raw in arrays.items()})
+    fields.update({f"a:{name}": raw for name, raw in arrays.items() if name != CANDIDATES})
     with client.pipeline() as pipe:
         pipe.delete(key)
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         pipe.expire(key, expires_s)
+        pipe.set(candidates_key(job_id), arrays[CANDIDATES], ex=expires_s)
         pipe.execute()
 
 
 def read_checkpoint(client: redis.Redis, job_id: str) -> Checkpoint | None:
     """Return a job's checkpoint, or None when Redis holds none."""
-    raw_fields = {_text(name): value
-                  for name, value in client.hgetall(checkpoint_key(job_id)).items()}
-    if not raw_fields:
+    with client.pipeline() as pipe:
+        pipe.hgetall(checkpoint_key(job_id))
+        pipe.get(candidates_key(job_id))
+        stored, candidates = pipe.execute()
+    raw_fields = {_text(name): value for name, value in stored.items()}
+    if not raw_fields or candidates is None:
         return None
     arrays = {name[2:]: _bytes(value) for name, value in raw_fields.items()
               if name.startswith("a:")}
+    arrays[CANDIDATES] = _bytes(candidates)
     fields = {name: _text(value) for name, value in raw_fields.items()
               if not name.startswith("a:")}
     return Checkpoint(
@@ -178,13 +192,14 @@ def advance_checkpoint(client: redis.Redis, job_id: str, from_generation: int,
     script = client.register_script(_ADVANCE)
     array_args: list[str | bytes] = []
     for name, raw in arrays.items():
-        array_args += [f"a:{name}", raw]
+        if name != CANDIDATES:
+            array_args += [f"a:{name}", raw]
     stored = script(
         keys=[checkpoint_key(job_id), attempts_key(job_id, from_generation),
-              f"{job_key(job_id)}:done"],
+              f"{job_key(job_id)}:done", candidates_key(job_id)],
         args=[str(from_generation), str(state["generation"]), json.dumps(state),
               json.dumps(state["best_f"]), status, repr(elapsed_s), repr(time.time()),
-              str(expires_s), *array_args])
+              str(expires_s), arrays[CANDIDATES], *array_args])
     text = _text(stored)
     return text or None
 
@@ -199,17 +214,27 @@ def mark_file_saved(client: redis.Redis, job_id: str) -> None:
     client.hset(checkpoint_key(job_id), "file_saved_at", repr(time.time()))
 
 
-def note_attempt(client: redis.Redis, job_id: str, generation: int, batch_index: int,
-                 expires_s: int) -> int:
-    """Count a start of a fitness task and return its attempt number (1 on first run)."""
+def fetch_batch(client: redis.Redis, job_id: str, generation: int, batch_index: int,
+                byte_range: tuple[int, int], expires_s: int) -> bytes | None:
+    """Count a start of a fitness task and return its candidates' bytes [first, end).
+
+    Returns None when the job has left ``generation`` (the task is a stale duplicate
+    whose chord already completed). A second start of the same batch, after its worker
+    died, is counted in ``redelivered``.
+    """
+    first, end = byte_range
     key = attempts_key(job_id, generation)
     with client.pipeline() as pipe:
+        pipe.hget(checkpoint_key(job_id), "generation")
+        pipe.getrange(candidates_key(job_id), first, end - 1)
         pipe.hincrby(key, str(batch_index), 1)
         pipe.expire(key, expires_s)
-        attempt = int(pipe.execute()[0])
-    if attempt > 1:
+        current, raw, attempt, _ = pipe.execute()
+    if int(attempt) > 1:
         client.hincrby(checkpoint_key(job_id), "redelivered", 1)
-    return attempt
+    if current is None or int(current) != generation:
+        return None
+    return _bytes(raw)
 
 
 def mark_failed(client: redis.Redis, job_id: str, error: BaseException) -> None:
@@ -230,10 +255,14 @@ def request_stop(client: redis.Redis, job_id: str) -> Progress:
 
 
 def reopen(client: redis.Redis, job_id: str) -> None:
-    """Mark a stopped or failed job running again, with no stop pending."""
-    client.hset(checkpoint_key(job_id), mapping={
-        "status": "running", "stop_requested": "0", "error": "", "dispatched": "-1",
-        "updated_at": repr(time.time())})
+    """Mark a stopped or failed job running again, with no stop pending and the failures
+    of its earlier attempt forgotten."""
+    with client.pipeline() as pipe:
+        pipe.hset(checkpoint_key(job_id), mapping={
+            "status": "running", "stop_requested": "0", "error": "", "dispatched": "-1",
+            "updated_at": repr(time.time())})
+        pipe.delete(f"{job_key(job_id)}:errors")
+        pipe.execute()
 
 
 def optimization_state(client: redis.Redis, job_id: str, default: str) -> str:
