@@ -289,7 +289,7 @@ def main() -> None:
                     run[1] / run[2] for run in (run_deap("rastrigin", seed, args.population,
                                                          args.generations, WORKERS)
                                                 for seed in range(3)))
-                expensive = expensive_case(client, data_root, population=8, generations=4)
+                expensive = expensive_case(client, data_root, population=16, generations=3)
             finally:
                 client.close()
 
