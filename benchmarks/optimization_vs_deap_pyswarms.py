@@ -263,6 +263,8 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=200)
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--plot", type=Path, default=Path("optimization_throughput.png"))
+    parser.add_argument("--expensive-only", action="store_true",
+                        help="only measure the expensive objective, 2 workers against one")
     args = parser.parse_args()
     quiet_logging()
     # One BLAS thread per process, here and in the workers (they inherit the
@@ -282,16 +284,24 @@ def main() -> None:
         with LocalCluster(settings, workers=WORKERS) as cluster:
             client = Client(cluster.settings)
             try:
-                rows = compare_quality(client, args.seeds, args.population, args.generations)
-                costs = fixed_cost(client)
-                sweep = throughput_by_population(client, (200, 2_000, 20_000, 50_000))
-                pool_rate = statistics.mean(
-                    run[1] / run[2] for run in (run_deap("rastrigin", seed, args.population,
-                                                         args.generations, WORKERS)
-                                                for seed in range(3)))
-                expensive = expensive_case(client, data_root, population=16, generations=3)
+                if not args.expensive_only:
+                    measure_cheap(client, args)
+                print_expensive(expensive_case(client, data_root, population=16,
+                                               generations=3))
             finally:
                 client.close()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def measure_cheap(client: Client, args: argparse.Namespace) -> None:
+    """Quality, throughput, fixed cost and population sweep on the cheap objectives."""
+    rows = compare_quality(client, args.seeds, args.population, args.generations)
+    costs = fixed_cost(client)
+    sweep = throughput_by_population(client, (200, 2_000, 20_000, 50_000))
+    pool_rate = statistics.mean(
+        run[1] / run[2] for run in (run_deap("rastrigin", seed, args.population,
+                                             args.generations, WORKERS)
+                                    for seed in range(3)))
 
     print_quality(rows, args.population, args.generations, args.seeds)
     deap_rate = statistics.mean(row["evals_per_s"] for row in rows
@@ -308,6 +318,11 @@ def main() -> None:
     for population, rate, per_generation in sweep:
         print(f"{population:>11,}{rate:>12,.0f}{1000 * per_generation:>9.1f}"
               f"{rate / deap_rate:>8.2f}x{rate / pyswarms_rate:>12.2f}x")
+    plot_throughput(sweep, deap_rate, pyswarms_rate, args.plot)
+    print(f"wrote {args.plot}")
+
+
+def print_expensive(expensive: dict[str, Any]) -> None:
     one, two = expensive["one_process_s"], expensive["two_workers_s"]
     print(f"\nexpensive objective (ridge_cv on 327k flights, "
           f"{expensive['per_evaluation_ms']:.0f} ms per evaluation in one process), "
@@ -315,9 +330,6 @@ def main() -> None:
     print(f"  one process {one:.2f} s ({expensive['evaluations'] / one:.2f} evals/s), "
           f"{WORKERS} workers {two:.2f} s ({expensive['evaluations'] / two:.2f} evals/s): "
           f"{one / two:.2f}x; same best value: {expensive['same_best']}")
-    plot_throughput(sweep, deap_rate, pyswarms_rate, args.plot)
-    print(f"\nwrote {args.plot}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
