@@ -39,6 +39,18 @@ class JobTask(Task):
 def regression_map(self: Task, job: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
     """Read one chunk and return its partial (see :class:`tasks.least_squares.Partial`)."""
     settings = settings_of(self.app)
+    try:
+        return _map_chunk(self, job, chunk)
+    except Exception as error:
+        # Recorded before Celery stores the failure and fails the chord, so the producer
+        # always finds the chunk's own error rather than the chord's summary of it.
+        record_failure(self.app.backend.client, job["job_id"], chunk["index"], error,
+                       settings.result_expires_s)
+        raise
+
+
+def _map_chunk(task: Task, job: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
+    settings = settings_of(task.app)
     path = resolve_in_root(chunk["path"], settings.data_root)
     used = job["features"] + [job["target"]]
     values = read_chunk(path, chunk, used, job["columns"])
@@ -48,7 +60,7 @@ def regression_map(self: Task, job: dict[str, Any], chunk: dict[str, Any]) -> di
     usable = values if complete.all() else np.asfortranarray(values[complete])
     partial = block_partial(usable, job["intercept"])
 
-    mark_chunk_done(self.app.backend.client, job["job_id"], chunk["index"],
+    mark_chunk_done(task.app.backend.client, job["job_id"], chunk["index"],
                     settings.result_expires_s)
     logger.debug("chunk done job=%s chunk=%d rows=%d", job["job_id"], chunk["index"],
                  len(values))
