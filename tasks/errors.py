@@ -79,3 +79,23 @@ class BrokerUnavailable(LeptonError):
 
 class ClusterError(LeptonError):
     """The local Redis or worker processes failed to start or died."""
+
+
+class ShardSetNotFound(LeptonError):
+    """No shard set is built under this name."""
+
+
+class NullKeys(DatasetError):
+    """The key column holds empty values and the user asked to refuse them."""
+
+
+class UnsupportedKeyType(DatasetError):
+    """The key column is neither integer nor string, or a key does not match its type."""
+
+
+class EmptyKeys(DatasetError):
+    """A keys file or key list holds no keys."""
+
+
+class NoLiveWorkers(LeptonError):
+    """No worker has sent a heartbeat recently enough to own shards."""
