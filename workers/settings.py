@@ -19,6 +19,8 @@ class Settings:
     worker_concurrency: int
     result_expires_s: int
     visibility_timeout_s: int
+    heartbeat_interval_s: float = 2.0
+    member_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -36,7 +38,12 @@ class Settings:
                                              os.cpu_count() or 1),
             result_expires_s=_positive_int(env, "LEPTON_RESULT_EXPIRES_S", 7 * 86400),
             visibility_timeout_s=_positive_int(env, "LEPTON_VISIBILITY_TIMEOUT_S", 3600),
+            heartbeat_interval_s=_positive_float(env, "LEPTON_HEARTBEAT_INTERVAL_S", 2.0),
+            member_timeout_s=_positive_float(env, "LEPTON_MEMBER_TIMEOUT_S", 10.0),
         )
+        if settings.member_timeout_s <= settings.heartbeat_interval_s:
+            raise ConfigError("LEPTON_MEMBER_TIMEOUT_S must exceed LEPTON_HEARTBEAT_INTERVAL_S"
+                              " or live workers would be dropped between heartbeats")
         for url in (settings.broker_url, settings.result_backend):
             if url and not url.startswith(("redis://", "rediss://", "unix://")):
                 raise ConfigError(f"unsupported broker or backend URL {url!r}: use redis://"
@@ -55,6 +62,8 @@ class Settings:
             "LEPTON_WORKER_CONCURRENCY": str(self.worker_concurrency),
             "LEPTON_RESULT_EXPIRES_S": str(self.result_expires_s),
             "LEPTON_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "LEPTON_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
+            "LEPTON_MEMBER_TIMEOUT_S": str(self.member_timeout_s),
         }
         if self.broker_url:
             env["LEPTON_BROKER_URL"] = self.broker_url
@@ -73,4 +82,17 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
     return value
