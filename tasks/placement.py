@@ -51,10 +51,12 @@ def key_bytes(key: KeyValue) -> bytes:
     A type tag keeps the integer 7 and the string "7" apart; integers of any numpy or
     Python type give the same bytes.
     """
-    if isinstance(key, str):
+    if type(key) is str:
         return b"s" + key.encode("utf-8")
     if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-        return b"i" + str(int(key)).encode("ascii")
+        return b"i%d" % key
+    if isinstance(key, str):
+        return b"s" + key.encode("utf-8")
     raise TypeError(f"keys must be integers or strings, not {type(key).__name__}")
 
 
@@ -64,9 +66,19 @@ def shard_of(key: KeyValue, shard_count: int) -> int:
 
 
 def shards_of(keys: Sequence[KeyValue], shard_count: int) -> np.ndarray:
-    """Return the shard of every key, an int64 array of shape (len(keys),)."""
-    return np.fromiter((stable_hash(key_bytes(key)) % shard_count for key in keys),
-                       dtype=np.int64, count=len(keys))
+    """Return the shard of every key, an int64 array of shape (len(keys),).
+
+    Equal to ``[shard_of(key, shard_count) for key in keys]``, hashing each distinct
+    key once.
+    """
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < len(keys):
+        of_distinct = dict(zip(distinct, shards_of(distinct, shard_count).tolist()))
+        return np.array([of_distinct[key] for key in keys], dtype=np.int64)
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(key_bytes(key), digest_size=8).digest() for key in keys])
+    hashes = np.frombuffer(digests, dtype=">u8")
+    return (hashes % np.uint64(shard_count)).astype(np.int64)
 
 
 def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:

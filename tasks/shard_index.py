@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.errors import JobIncomplete
@@ -38,8 +37,15 @@ class ShardIndex:
 
     @classmethod
     def load(cls, path: Path, key: str) -> "ShardIndex":
-        """Read a shard file written by :func:`tasks.sharding.build_shard_set`."""
-        return cls(pq.read_table(path).replace_schema_metadata(None), key)
+        """Read a shard file written by :func:`tasks.sharding.build_shard_set`.
+
+        The row-number column stays on disk: rows are kept in dataset order, which is
+        all the merge needs.
+        """
+        table = pq.read_table(path).replace_schema_metadata(None)
+        if ROW_COLUMN in table.column_names:
+            table = table.drop_columns([ROW_COLUMN])
+        return cls(table, key)
 
     @property
     def nbytes(self) -> int:
@@ -96,19 +102,23 @@ def make_answer(parts: Sequence[tuple[pa.Table, list[int], list[KeyValue]]]) -> 
     }
 
 
-def merge_answers(answers: Sequence[Answer], key: str, n_keys: int
-                  ) -> tuple[pa.Table, list[KeyValue]]:
+def merge_answers(answers: Sequence[Answer], key: str, n_keys: int,
+                  empty_positions: Sequence[int] = ()) -> tuple[pa.Table, list[KeyValue | None]]:
     """Return (rows in key order, missing keys in key order) from the owners' answers.
 
     The rows table equals a left join of the key list with the dataset: one row per
     match, in the order of the keys (a key held by several rows gives them in dataset
-    order), and one row with empty values for each missing key. Raises
+    order), and one row with empty values for each missing key. ``empty_positions`` are
+    the positions of empty keys, never sent to an owner: they match nothing. Raises
     :class:`JobIncomplete` unless every key position was answered exactly once.
     """
     found = pa.concat_tables([decode_table(answer["table"]) for answer in answers])
     missing_positions = np.array([position for answer in answers
-                                  for position in answer["missing_positions"]], dtype=np.int64)
-    missing_keys = [value for answer in answers for value in answer["missing_keys"]]
+                                  for position in answer["missing_positions"]]
+                                 + list(empty_positions), dtype=np.int64)
+    missing_keys: list[KeyValue | None] = [
+        value for answer in answers for value in answer["missing_keys"]]
+    missing_keys += [None] * len(empty_positions)
     _check_every_position(found, missing_positions, n_keys)
 
     columns = []
@@ -117,16 +127,14 @@ def merge_answers(answers: Sequence[Answer], key: str, n_keys: int
             columns.append(pa.array(missing_positions, type=pa.int64()))
         elif field.name == key:
             columns.append(pa.array(missing_keys, type=field.type))
-        elif field.name == ROW_COLUMN:
-            columns.append(pa.array(np.full(len(missing_keys), -1), type=field.type))
         else:
             columns.append(pa.nulls(len(missing_keys), type=field.type))
     absent = pa.Table.from_arrays(columns, schema=found.schema)
 
     merged = pa.concat_tables([found, absent])
-    order = pc.sort_indices(merged, sort_keys=[(POSITION_COLUMN, "ascending"),
-                                               (ROW_COLUMN, "ascending")])
-    merged = merged.take(order).drop_columns([POSITION_COLUMN, ROW_COLUMN])
+    # A stable sort keeps the rows of one key in dataset order, as each owner sent them.
+    order = np.argsort(merged.column(POSITION_COLUMN).to_numpy(), kind="stable")
+    merged = merged.take(pa.array(order)).drop_columns([POSITION_COLUMN])
     missing_order = np.argsort(missing_positions, kind="stable")
     return merged, [missing_keys[index] for index in missing_order.tolist()]
 

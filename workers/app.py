@@ -9,9 +9,10 @@ from workers.settings import Settings
 
 MAP_QUEUE = "map"
 REDUCE_QUEUE = "reduce"
-ALL_QUEUES = (MAP_QUEUE, REDUCE_QUEUE)
+SHARD_QUEUE = "shard-lookup"
+ALL_QUEUES = (MAP_QUEUE, REDUCE_QUEUE, SHARD_QUEUE)
 
-TASK_MODULES = ["tasks.regression"]
+TASK_MODULES = ["tasks.regression", "tasks.shard_lookup"]
 
 
 def create_app(settings: Settings) -> Celery:
@@ -41,6 +42,8 @@ def create_app(settings: Settings) -> Celery:
         task_routes={
             "lepton.regression.map": {"queue": MAP_QUEUE},
             "lepton.regression.reduce": {"queue": REDUCE_QUEUE},
+            # Look-ups go to the owner's own queue, chosen per message by the producer.
+            "lepton.shard.merge": {"queue": SHARD_QUEUE},
         },
         task_default_queue=REDUCE_QUEUE,
         broker_connection_retry_on_startup=True,

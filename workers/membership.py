@@ -13,6 +13,7 @@ the node that owns the shard.
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -56,9 +57,17 @@ def beat(client: redis.Redis, nodename: str, timeout_s: float) -> None:
                 repr(timeout_s * PRUNE_AFTER_TIMEOUTS))
 
 
-def live_members(client: redis.Redis, timeout_s: float) -> list[str]:
-    """Return the sorted names of the nodes whose last heartbeat is younger than the timeout."""
-    names = client.eval(_LIVE_SCRIPT, 1, MEMBERS_KEY, repr(timeout_s))
+def live_members(client: redis.Redis, timeout_s: float, unlink: Sequence[str] = ()
+                 ) -> list[str]:
+    """Return the sorted names of the nodes whose last heartbeat is younger than the timeout.
+
+    ``unlink`` names keys to delete in the same round trip (a caller's stale results).
+    """
+    with client.pipeline(transaction=False) as pipe:
+        if unlink:
+            pipe.unlink(*unlink)
+        pipe.eval(_LIVE_SCRIPT, 1, MEMBERS_KEY, repr(timeout_s))
+        names = pipe.execute()[-1]
     return sorted(name.decode() if isinstance(name, bytes) else name for name in names)
 
 
@@ -107,7 +116,10 @@ class Heartbeat(threading.Thread):
 
 @celeryd_after_setup.connect
 def _consume_own_queue(sender: str, instance: Any, **_: Any) -> None:
-    instance.app.amqp.queues.select_add(node_queue(sender))
+    name = node_queue(sender)
+    # Its own direct exchange, as a producer declares it when it first sends there.
+    instance.app.amqp.queues.select_add(name, exchange=name, exchange_type="direct",
+                                        routing_key=name)
 
 
 @worker_ready.connect

@@ -1,0 +1,327 @@
+"""The producer's API for shard sets: build one, look keys up on the owners, describe it."""
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from celery import chord
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
+from tqdm import tqdm
+
+from producer.client import Client, JobTimeout, _rebuild_error, translate_redis_errors
+from producer.shard_keys import normalize_keys, read_keys_file
+from producer.shard_routing import RoutedRequest, route_keys
+from tasks.data_root import relative_to_root
+from tasks.errors import DatasetNotFound, EmptyKeys, JobFailed, LeptonError, NoLiveWorkers
+from tasks.placement import KeyValue
+from tasks.shard_index import merge_answers
+from tasks.sharding import MANIFEST, Manifest, build_shard_set, read_manifest, shard_set_dir
+from workers.membership import live_members, node_queue
+from workers.placement_store import PlacementRecord, current_placement
+from workers.progress import count_done, first_failure, job_key, record_job
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARDS = 64
+GET_TIMEOUT_S = 30.0
+# Waits wake at once on a result (Redis pub/sub); this only paces the liveness checks.
+POLL_S = 0.2
+MEMBER_WAIT_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The answer to a look-up.
+
+    ``frame`` is the left join of the keys with the shard set: one row per matching
+    row, in key order, and one row with empty values per missing key; its columns are
+    the dataset's, key first as in ``pandas.merge``.
+    """
+
+    frame: pd.DataFrame
+    missing: list[KeyValue | None]
+    n_keys: int
+    n_missing: int
+    nodes: list[str]
+    elapsed_s: float
+    job_id: str | None = None
+    path: Path | None = None
+
+
+class OwnersChanged(LeptonError):
+    """An owner asked during a look-up left the live set; the look-up is routed again."""
+
+
+class ShardClient:
+    """Builds shard sets and answers look-ups through a :class:`producer.client.Client`."""
+
+    def __init__(self, client: Client, health_check: Callable[[], None] | None = None) -> None:
+        self.client = client
+        self.settings = client.settings
+        self.health_check = health_check
+        self._manifests: dict[str, tuple[float, Manifest]] = {}
+        self._placements: dict[str, PlacementRecord] = {}
+        # Result keys of finished look-ups, deleted in the next round trip to Redis.
+        self._stale_keys: list[str] = []
+
+    def close(self) -> None:
+        """Delete what finished look-ups left in Redis (the Client stays open)."""
+        if self._stale_keys:
+            with translate_redis_errors():
+                self.client.redis.unlink(*self._stale_keys)
+            self._stale_keys.clear()
+
+    def build(self, path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
+              name: str | None = None, nulls: str = "refuse",
+              progress: bool = True) -> Manifest:
+        """Partition the dataset into ``shards`` Parquet shards under the data root.
+
+        ``name`` defaults to the file's stem. ``nulls`` is ``"refuse"`` or ``"set-aside"``.
+        Runs on this machine; no worker is needed.
+        """
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise DatasetNotFound(f"{path}: no such file")
+        name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
+        try:
+            source = relative_to_root(path, self.settings.data_root)
+        except LeptonError:
+            source = str(path.resolve())
+        with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
+                  desc=f"build {name}") as bar:
+            manifest = build_shard_set(path.resolve(), source, key, shards, name,
+                                       self.settings.data_root, nulls,
+                                       on_shard=lambda _: bar.update(1))
+        logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,
+                    manifest.rows, manifest.null_rows)
+        return manifest
+
+    def info(self, name: str) -> dict[str, Any]:
+        """Describe a shard set and its placement on the live workers."""
+        manifest = self.manifest(name)
+        placement = self._placement(manifest)
+        owners = {member: {"shards": 0, "rows": 0} for member in placement.members}
+        for shard, owner in enumerate(placement.owners):
+            owners[owner]["shards"] += 1
+            owners[owner]["rows"] += manifest.shard_rows[shard]
+        mean = manifest.shard_count / len(owners)
+        return {
+            "name": manifest.name, "source": manifest.source, "key": manifest.key,
+            "key_type": manifest.key_type, "build_id": manifest.build_id,
+            "shards": manifest.shard_count, "rows": manifest.rows,
+            "null_rows": manifest.null_rows, "columns": manifest.columns,
+            "members": placement.members, "owners": owners,
+            "balance": max(owner["shards"] for owner in owners.values()) / mean,
+            "epoch": placement.epoch, "previous_members": placement.previous_members,
+            "moved_at_last_change": placement.moved, "changed_at": placement.changed_at,
+        }
+
+    def manifest(self, name: str) -> Manifest:
+        """Return the manifest of ``name`` (re-read only when the file changes)."""
+        path = shard_set_dir(self.settings.data_root, name) / MANIFEST
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        cached = self._manifests.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        manifest = read_manifest(self.settings.data_root, name)
+        self._manifests[name] = (stamp, manifest)
+        return manifest
+
+    def get(self, name: str, keys: Iterable[Any], timeout_s: float = GET_TIMEOUT_S
+            ) -> LookupResult:
+        """Look a few keys up directly on their owners and merge here (no chord)."""
+        started = time.perf_counter()
+        manifest = self.manifest(name)
+        wanted = self._keys(keys, manifest, "keys")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            placement = self._placement(manifest)
+            requests, empty = route_keys(manifest, placement, wanted, None)
+            results = [self._send(routed) for routed in requests]
+            try:
+                answers = self._await_all(results, requests, deadline)
+            except OwnersChanged as change:
+                logger.warning("lookup rerouted name=%s reason=%s", name, change)
+                continue
+            finally:
+                self._forget([result.id for result in results])
+            table, missing = merge_answers(answers, manifest.key, len(wanted), empty)
+            return LookupResult(
+                frame=table.to_pandas(), missing=missing, n_keys=len(wanted),
+                n_missing=len(missing), nodes=sorted({answer["node"] for answer in answers}),
+                elapsed_s=time.perf_counter() - started)
+
+    def lookup(self, name: str, keys: Iterable[Any], timeout_s: float | None = None,
+               progress: bool = True, where: str = "keys", first_line: int | None = None
+               ) -> LookupResult:
+        """Look keys up as one chord: owners answer, a callback merges and writes Parquet.
+
+        The merged rows are written to ``LEPTON_RESULTS_DIR/<job_id>.parquet``.
+        """
+        started = time.perf_counter()
+        manifest = self.manifest(name)
+        wanted = self._keys(keys, manifest, where, first_line)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job_id = str(uuid.uuid4())
+            placement = self._placement(manifest)
+            requests, empty = route_keys(manifest, placement, wanted, job_id)
+            header_ids = self._submit_chord(manifest, job_id, requests, empty, len(wanted))
+            try:
+                summary = self._await_chord(job_id, requests, deadline, progress, name)
+            except OwnersChanged as change:
+                logger.warning("lookup rerouted job=%s name=%s reason=%s", job_id, name, change)
+                continue
+            finally:
+                self._forget(header_ids, job_id)
+            path = Path(summary["path"])
+            frame = pq.read_table(path).to_pandas()
+            return LookupResult(
+                frame=frame, missing=summary["missing"], n_keys=summary["n_keys"],
+                n_missing=summary["n_missing"], nodes=summary["nodes"],
+                elapsed_s=time.perf_counter() - started, job_id=job_id, path=path)
+
+    def lookup_file(self, name: str, keys_path: str | Path, timeout_s: float | None = None,
+                    progress: bool = True) -> LookupResult:
+        """Look up the keys of a ``.txt``, ``.csv`` or ``.parquet`` file (one column)."""
+        keys_path = Path(keys_path).expanduser()
+        manifest = self.manifest(name)
+        values, first_line = read_keys_file(keys_path, manifest.key)
+        return self.lookup(name, values, timeout_s, progress, str(keys_path), first_line)
+
+    def _keys(self, keys: Iterable[Any], manifest: Manifest, where: str,
+              first_line: int | None = None) -> list[KeyValue | None]:
+        wanted, empty = normalize_keys(keys, manifest.key_type, where, first_line)
+        if len(wanted) == empty:
+            raise EmptyKeys(f"{where}: no keys to look up" if not wanted else
+                            f"{where}: all {len(wanted)} keys are empty")
+        return wanted
+
+    def _placement(self, manifest: Manifest) -> PlacementRecord:
+        """Return the placement for the live members, recomputed when they changed."""
+        members = self._live_members()
+        cached = self._placements.get(manifest.name)
+        if (cached is not None and cached.members == members
+                and cached.shard_count == manifest.shard_count):
+            return cached
+        with translate_redis_errors():
+            placement = current_placement(self.client.redis, manifest.name,
+                                          manifest.shard_count, members)
+        self._placements[manifest.name] = placement
+        return placement
+
+    def _live_members(self) -> list[str]:
+        """Return the live members, waiting up to one member timeout for a first one."""
+        deadline = time.monotonic() + self.settings.member_timeout_s
+        while True:
+            with translate_redis_errors():
+                members = live_members(self.client.redis, self.settings.member_timeout_s,
+                                       self._stale_keys)
+            self._stale_keys.clear()
+            if members:
+                return members
+            if self.health_check is not None:
+                self.health_check()
+            if time.monotonic() > deadline:
+                raise NoLiveWorkers(
+                    f"no worker sent a heartbeat in the last {self.settings.member_timeout_s} "
+                    "s: start one with `lepton worker`")
+            time.sleep(MEMBER_WAIT_POLL_S)
+
+    def _send(self, routed: RoutedRequest) -> AsyncResult:
+        with translate_redis_errors():
+            return self.client.app.signature(
+                "lepton.shard.lookup", args=(routed.request,),
+                queue=node_queue(routed.owner)).apply_async()
+
+    def _submit_chord(self, manifest: Manifest, job_id: str, requests: list[RoutedRequest],
+                      empty: list[int], n_keys: int) -> list[str]:
+        header = [self.client.app.signature(
+            "lepton.shard.lookup", args=(routed.request,), queue=node_queue(routed.owner),
+            task_id=str(uuid.uuid4())) for routed in requests]
+        job = {"job_id": job_id, "name": manifest.name, "key": manifest.key,
+               "n_keys": n_keys, "empty_positions": empty, "submitted_at": time.time()}
+        callback = self.client.app.signature("lepton.shard.merge", kwargs={"job": job})
+        with translate_redis_errors():
+            record_job(self.client.redis, job_id, {"kind": "shard-lookup",
+                                                   "n_chunks": len(requests),
+                                                   "source": manifest.name},
+                       self.settings.result_expires_s)
+            chord(header)(callback.set(task_id=job_id))
+        logger.info("lookup submitted job=%s name=%s keys=%d parts=%d", job_id, manifest.name,
+                    n_keys, len(requests))
+        return [signature.id for signature in header]
+
+    def _await_all(self, results: Sequence[AsyncResult], requests: Sequence[RoutedRequest],
+                   deadline: float) -> list[dict[str, Any]]:
+        answers = []
+        for result in results:
+            value = self._await_one(result, requests, deadline)
+            if result.failed():
+                raise _task_error(value)
+            answers.append(value)
+        return answers
+
+    def _await_chord(self, job_id: str, requests: Sequence[RoutedRequest],
+                     deadline: float | None, progress: bool, name: str) -> dict[str, Any]:
+        result = self.client.app.AsyncResult(job_id)
+        with tqdm(total=len(requests), unit="part", disable=not progress, leave=False,
+                  desc=f"lookup {name}") as bar:
+            def report() -> None:
+                failure = first_failure(self.client.redis, job_id)
+                if failure is not None:
+                    raise _rebuild_error(*failure)
+                bar.update(count_done(self.client.redis, job_id) - bar.n)
+
+            value = self._await_one(result, requests, deadline, report)
+            bar.update(bar.total - bar.n)
+        if result.failed():
+            failure = first_failure(self.client.redis, job_id)
+            raise _rebuild_error(*failure) if failure else _task_error(value)
+        return dict(value)
+
+    def _await_one(self, result: AsyncResult, requests: Sequence[RoutedRequest],
+                   deadline: float | None, report: Callable[[], None] | None = None) -> Any:
+        """Wait for ``result``; between polls check progress, owners and the deadline."""
+        owners = {routed.owner for routed in requests}
+        while True:
+            try:
+                with translate_redis_errors():
+                    return result.get(timeout=POLL_S, propagate=False)
+            except CeleryTimeoutError:
+                pass
+            with translate_redis_errors():
+                if report is not None:
+                    report()
+                live = set(live_members(self.client.redis, self.settings.member_timeout_s))
+            if not owners <= live:
+                raise OwnersChanged(f"owners left: {', '.join(sorted(owners - live))}")
+            if self.health_check is not None:
+                self.health_check()
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeout(f"look-up {result.id} did not finish in time")
+
+    def _forget(self, task_ids: Sequence[str], job_id: str | None = None) -> None:
+        """Mark the per-part results and progress keys of a finished look-up for deletion."""
+        backend = self.client.app.backend
+        self._stale_keys += [backend.get_key_for_task(task_id).decode() for task_id in task_ids]
+        if job_id is not None:
+            self._stale_keys += [f"{job_key(job_id)}{suffix}"
+                                 for suffix in ("", ":done", ":errors")]
+
+
+def _task_error(value: Any) -> LeptonError:
+    if isinstance(value, LeptonError):
+        return value
+    return JobFailed(f"look-up failed on a worker: {type(value).__name__}: {value}")
