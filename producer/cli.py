@@ -18,7 +18,7 @@ logger = logging.getLogger("lepton")
 PLOT_SAMPLE_ROWS = 5000
 
 # Modules that add their own subcommands through ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["producer.shard_cli"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from tasks.sharding import MANIFEST, Manifest, build_shard_set, read_manifest, s
 from workers.membership import live_members, node_queue
 from workers.placement_store import PlacementRecord, current_placement
 from workers.progress import count_done, first_failure, job_key, record_job
+from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,32 @@ class LookupResult:
     path: Path | None = None
 
 
+def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
+                 name: str | None = None, nulls: str = "refuse", *,
+                 settings: Settings | None = None, progress: bool = True) -> Manifest:
+    """Partition a CSV or Parquet dataset into ``shards`` Parquet shards under the data root.
+
+    ``name`` defaults to the file's stem. ``nulls`` is ``"refuse"`` (rows with an empty
+    key raise) or ``"set-aside"``. Runs on this machine; no worker is needed.
+    """
+    settings = settings or Settings.from_env()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DatasetNotFound(f"{path}: no such file")
+    name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
+    try:
+        source = relative_to_root(path, settings.data_root)
+    except LeptonError:
+        source = str(path.resolve())
+    with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
+              desc=f"build {name}") as bar:
+        manifest = build_shard_set(path.resolve(), source, key, shards, name,
+                                   settings.data_root, nulls, on_shard=lambda _: bar.update(1))
+    logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,
+                manifest.rows, manifest.null_rows)
+    return manifest
+
+
 class OwnersChanged(LeptonError):
     """An owner asked during a look-up left the live set; the look-up is routed again."""
 
@@ -82,27 +109,9 @@ class ShardClient:
     def build(self, path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
               name: str | None = None, nulls: str = "refuse",
               progress: bool = True) -> Manifest:
-        """Partition the dataset into ``shards`` Parquet shards under the data root.
-
-        ``name`` defaults to the file's stem. ``nulls`` is ``"refuse"`` or ``"set-aside"``.
-        Runs on this machine; no worker is needed.
-        """
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise DatasetNotFound(f"{path}: no such file")
-        name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
-        try:
-            source = relative_to_root(path, self.settings.data_root)
-        except LeptonError:
-            source = str(path.resolve())
-        with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
-                  desc=f"build {name}") as bar:
-            manifest = build_shard_set(path.resolve(), source, key, shards, name,
-                                       self.settings.data_root, nulls,
-                                       on_shard=lambda _: bar.update(1))
-        logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,
-                    manifest.rows, manifest.null_rows)
-        return manifest
+        """Build a shard set under this cluster's data root (see :func:`build_shards`)."""
+        return build_shards(path, key, shards, name, nulls, settings=self.settings,
+                            progress=progress)
 
     def info(self, name: str) -> dict[str, Any]:
         """Describe a shard set and its placement on the live workers."""

@@ -26,6 +26,7 @@ The first placement, with no previous one, is the greedy rendezvous assignment u
 the same targets, so it depends on the member set alone.
 """
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -83,8 +84,7 @@ def shards_of(keys: Sequence[KeyValue], shard_count: int) -> np.ndarray:
 
 def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:
     """Return the rendezvous score of every (shard, member) pair, uint64 (S, N)."""
-    shard_hashes = np.array([stable_hash(b"shard:%d" % shard) for shard in range(shard_count)],
-                            dtype=np.uint64)
+    shard_hashes = _shard_hashes(shard_count)
     member_hashes = np.array([stable_hash(b"member:" + name.encode()) for name in members],
                              dtype=np.uint64)
     mixed = shard_hashes[:, None] ^ member_hashes[None, :]
@@ -95,6 +95,14 @@ def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:
         mixed *= _MIX_2
         mixed ^= mixed >> np.uint64(31)
     return mixed
+
+
+@functools.lru_cache(maxsize=16)
+def _shard_hashes(shard_count: int) -> np.ndarray:
+    hashes = np.array([stable_hash(b"shard:%d" % shard) for shard in range(shard_count)],
+                      dtype=np.uint64)
+    hashes.setflags(write=False)
+    return hashes
 
 
 def place(shard_count: int, members: Sequence[str],
