@@ -18,12 +18,13 @@ from tqdm import tqdm
 
 from producer.client import Client, JobTimeout, _rebuild_error, translate_redis_errors
 from producer.shard_keys import normalize_keys, read_keys_file
-from producer.shard_routing import RoutedRequest, route_keys
+from producer.shard_routing import RoutedAsk, route_keys
 from tasks.data_root import relative_to_root
 from tasks.errors import DatasetNotFound, EmptyKeys, JobFailed, LeptonError, NoLiveWorkers
 from tasks.placement import KeyValue
-from tasks.shard_index import merge_answers
+from tasks.shard_index import merge_answers, table_from_text, table_to_text
 from tasks.sharding import MANIFEST, Manifest, build_shard_set, read_manifest, shard_set_dir
+from workers.lookup_payloads import ask_key, store_tables
 from workers.membership import live_members, node_queue
 from workers.placement_store import PlacementRecord, current_placement
 from workers.progress import count_done, first_failure, job_key, record_job
@@ -149,26 +150,34 @@ class ShardClient:
 
     def get(self, name: str, keys: Iterable[Any], timeout_s: float = GET_TIMEOUT_S
             ) -> LookupResult:
-        """Look a few keys up directly on their owners and merge here (no chord)."""
+        """Look a few keys up directly on their owners and merge here (no chord).
+
+        Keys and rows travel inside the task messages; for many keys, :meth:`lookup`
+        is faster.
+        """
         started = time.perf_counter()
         manifest = self.manifest(name)
         wanted = self._keys(keys, manifest, "keys")
         deadline = time.monotonic() + timeout_s
         while True:
             placement = self._placement(manifest)
-            requests, empty = route_keys(manifest, placement, wanted, None)
-            results = [self._send(routed) for routed in requests]
+            routed, empty = route_keys(manifest, placement, wanted)
+            results = [self._send(ask.owner, _request(manifest, placement, None, part,
+                                                      {"ask": table_to_text(ask.ask)}))
+                       for part, ask in enumerate(routed)]
             try:
-                answers = self._await_all(results, requests, deadline)
+                replies = self._await_all(results, routed, deadline)
             except OwnersChanged as change:
                 logger.warning("lookup rerouted name=%s reason=%s", name, change)
                 continue
             finally:
                 self._forget([result.id for result in results])
-            table, missing = merge_answers(answers, manifest.key, len(wanted), empty)
+            answers = [table_from_text(reply["answer"]) for reply in replies]
+            table, missing = merge_answers(answers, manifest.key, manifest.key_type,
+                                           len(wanted), empty)
             return LookupResult(
                 frame=table.to_pandas(), missing=missing, n_keys=len(wanted),
-                n_missing=len(missing), nodes=sorted({answer["node"] for answer in answers}),
+                n_missing=len(missing), nodes=sorted({reply["node"] for reply in replies}),
                 elapsed_s=time.perf_counter() - started)
 
     def lookup(self, name: str, keys: Iterable[Any], timeout_s: float | None = None,
@@ -185,10 +194,11 @@ class ShardClient:
         while True:
             job_id = str(uuid.uuid4())
             placement = self._placement(manifest)
-            requests, empty = route_keys(manifest, placement, wanted, job_id)
-            header_ids = self._submit_chord(manifest, job_id, requests, empty, len(wanted))
+            routed, empty = route_keys(manifest, placement, wanted)
+            header_ids = self._submit_chord(manifest, placement, job_id, routed, empty,
+                                            len(wanted))
             try:
-                summary = self._await_chord(job_id, requests, deadline, progress, name)
+                summary = self._await_chord(job_id, routed, deadline, progress, name)
             except OwnersChanged as change:
                 logger.warning("lookup rerouted job=%s name=%s reason=%s", job_id, name, change)
                 continue
@@ -248,44 +258,49 @@ class ShardClient:
                     "s: start one with `lepton worker`")
             time.sleep(MEMBER_WAIT_POLL_S)
 
-    def _send(self, routed: RoutedRequest) -> AsyncResult:
+    def _send(self, owner: str, request: dict[str, Any]) -> AsyncResult:
         with translate_redis_errors():
-            return self.client.app.signature(
-                "lepton.shard.lookup", args=(routed.request,),
-                queue=node_queue(routed.owner)).apply_async()
+            return self.client.app.signature("lepton.shard.lookup", args=(request,),
+                                             queue=node_queue(owner)).apply_async()
 
-    def _submit_chord(self, manifest: Manifest, job_id: str, requests: list[RoutedRequest],
-                      empty: list[int], n_keys: int) -> list[str]:
+    def _submit_chord(self, manifest: Manifest, placement: PlacementRecord, job_id: str,
+                      routed: list[RoutedAsk], empty: list[int], n_keys: int) -> list[str]:
         header = [self.client.app.signature(
-            "lepton.shard.lookup", args=(routed.request,), queue=node_queue(routed.owner),
-            task_id=str(uuid.uuid4())) for routed in requests]
+            "lepton.shard.lookup", queue=node_queue(ask.owner), task_id=str(uuid.uuid4()),
+            args=(_request(manifest, placement, job_id, part,
+                           {"ask_key": ask_key(job_id, part)}),))
+            for part, ask in enumerate(routed)]
         job = {"job_id": job_id, "name": manifest.name, "key": manifest.key,
-               "n_keys": n_keys, "empty_positions": empty, "submitted_at": time.time()}
+               "key_type": manifest.key_type, "n_keys": n_keys, "n_parts": len(routed),
+               "empty_positions": empty, "submitted_at": time.time()}
         callback = self.client.app.signature("lepton.shard.merge", kwargs={"job": job})
         with translate_redis_errors():
+            store_tables(self.client.redis, {ask_key(job_id, part): ask.ask
+                                             for part, ask in enumerate(routed)},
+                         self.settings.visibility_timeout_s)
             record_job(self.client.redis, job_id, {"kind": "shard-lookup",
-                                                   "n_chunks": len(requests),
+                                                   "n_chunks": len(routed),
                                                    "source": manifest.name},
                        self.settings.result_expires_s)
             chord(header)(callback.set(task_id=job_id))
         logger.info("lookup submitted job=%s name=%s keys=%d parts=%d", job_id, manifest.name,
-                    n_keys, len(requests))
+                    n_keys, len(routed))
         return [signature.id for signature in header]
 
-    def _await_all(self, results: Sequence[AsyncResult], requests: Sequence[RoutedRequest],
+    def _await_all(self, results: Sequence[AsyncResult], routed: Sequence[RoutedAsk],
                    deadline: float) -> list[dict[str, Any]]:
         answers = []
         for result in results:
-            value = self._await_one(result, requests, deadline)
+            value = self._await_one(result, routed, deadline)
             if result.failed():
                 raise _task_error(value)
             answers.append(value)
         return answers
 
-    def _await_chord(self, job_id: str, requests: Sequence[RoutedRequest],
+    def _await_chord(self, job_id: str, routed: Sequence[RoutedAsk],
                      deadline: float | None, progress: bool, name: str) -> dict[str, Any]:
         result = self.client.app.AsyncResult(job_id)
-        with tqdm(total=len(requests), unit="part", disable=not progress, leave=False,
+        with tqdm(total=len(routed), unit="part", disable=not progress, leave=False,
                   desc=f"lookup {name}") as bar:
             def report() -> None:
                 failure = first_failure(self.client.redis, job_id)
@@ -293,17 +308,17 @@ class ShardClient:
                     raise _rebuild_error(*failure)
                 bar.update(count_done(self.client.redis, job_id) - bar.n)
 
-            value = self._await_one(result, requests, deadline, report)
+            value = self._await_one(result, routed, deadline, report)
             bar.update(bar.total - bar.n)
         if result.failed():
             failure = first_failure(self.client.redis, job_id)
             raise _rebuild_error(*failure) if failure else _task_error(value)
         return dict(value)
 
-    def _await_one(self, result: AsyncResult, requests: Sequence[RoutedRequest],
+    def _await_one(self, result: AsyncResult, routed: Sequence[RoutedAsk],
                    deadline: float | None, report: Callable[[], None] | None = None) -> Any:
         """Wait for ``result``; between polls check progress, owners and the deadline."""
-        owners = {routed.owner for routed in requests}
+        owners = {ask.owner for ask in routed}
         while True:
             try:
                 with translate_redis_errors():
@@ -328,6 +343,14 @@ class ShardClient:
         if job_id is not None:
             self._stale_keys += [f"{job_key(job_id)}{suffix}"
                                  for suffix in ("", ":done", ":errors")]
+
+
+def _request(manifest: Manifest, placement: PlacementRecord, job_id: str | None, part: int,
+             ask: dict[str, str]) -> dict[str, Any]:
+    """Return the JSON argument of one look-up task; ``ask`` holds its keys or their key."""
+    return {"name": manifest.name, "build_id": manifest.build_id,
+            "build_dir": manifest.build_dir, "key": manifest.key, "epoch": placement.epoch,
+            "job_id": job_id, "part": part, **ask}
 
 
 def _task_error(value: Any) -> LeptonError:

@@ -1,83 +1,58 @@
-"""Cut a list of keys into look-up requests, one or more per owning worker node."""
+"""Cut a list of keys into asks, one or more per owning worker node."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from tasks.placement import KeyValue, shards_of
+from tasks.shard_index import KEY_COLUMN, POSITION_COLUMN, SHARD_COLUMN, key_arrow_type
 from tasks.sharding import Manifest
 from workers.placement_store import PlacementRecord
 
-# Bounds a request's JSON message (about 20 bytes a key) and gives a long look-up
-# several parts to show progress on.
-MAX_KEYS_PER_REQUEST = 50_000
+# Bounds one task's work, and gives a long look-up several parts to show progress on.
+MAX_KEYS_PER_ASK = 100_000
 
 
 @dataclass(frozen=True)
-class RoutedRequest:
-    """One look-up task: the node whose queue it goes to, and its JSON argument."""
+class RoutedAsk:
+    """The keys one look-up task asks of one owner (see :mod:`tasks.shard_index`)."""
 
     owner: str
-    request: dict[str, Any]
-
-    @property
-    def n_keys(self) -> int:
-        """Keys asked in this request."""
-        return sum(len(part["keys"]) for part in self.request["shards"])
+    ask: pa.Table
 
 
 def route_keys(manifest: Manifest, placement: PlacementRecord,
-               keys: Sequence[KeyValue | None], job_id: str | None,
-               max_keys: int = MAX_KEYS_PER_REQUEST) -> tuple[list[RoutedRequest], list[int]]:
-    """Return (requests, positions of empty keys) for ``keys``.
+               keys: Sequence[KeyValue | None], max_keys: int = MAX_KEYS_PER_ASK
+               ) -> tuple[list[RoutedAsk], list[int]]:
+    """Return (asks, positions of empty keys) for ``keys``, a list of the set's key type.
 
-    Each request lists, per shard, the keys asked and their positions in ``keys``;
-    positions let the merge restore the caller's order. Empty keys (None) are not sent.
+    Each ask holds, sorted by shard, the keys an owner is asked and their positions in
+    ``keys``; positions let the merge restore the caller's order. Empty keys (None) are
+    not sent.
     """
-    present = [position for position, key in enumerate(keys) if key is not None]
-    empty = [position for position, key in enumerate(keys) if key is None]
-    asked = [keys[position] for position in present]
+    present = np.fromiter((key is not None for key in keys), dtype=bool, count=len(keys))
+    positions = np.flatnonzero(present)
+    asked = [key for key in keys if key is not None]
     shards = shards_of(asked, manifest.shard_count)  # type: ignore[arg-type]
-    order = np.argsort(shards, kind="stable")
-    sorted_shards = shards[order]
-    starts = np.flatnonzero(np.r_[True, sorted_shards[1:] != sorted_shards[:-1]])
-    stops = np.r_[starts[1:], len(order)]
+    member_index = {name: index for index, name in enumerate(placement.members)}
+    owner_of_shard = np.array([member_index[owner] for owner in placement.owners])
+    owners = owner_of_shard[shards] if len(shards) else np.empty(0, dtype=np.int64)
 
-    by_owner: dict[str, list[dict[str, Any]]] = {}
-    for start, stop in zip(starts.tolist(), stops.tolist()):
-        shard = int(sorted_shards[start])
-        indices = order[start:stop].tolist()
-        for first in range(0, len(indices), max_keys):
-            piece = indices[first:first + max_keys]
-            by_owner.setdefault(placement.owners[shard], []).append({
-                "shard": shard,
-                "keys": [asked[index] for index in piece],
-                "positions": [present[index] for index in piece],
-            })
-
-    requests: list[RoutedRequest] = []
-    for owner in sorted(by_owner):
-        for parts in _batches(by_owner[owner], max_keys):
-            request = {
-                "name": manifest.name, "build_id": manifest.build_id,
-                "build_dir": manifest.build_dir, "key": manifest.key,
-                "epoch": placement.epoch, "job_id": job_id, "part": len(requests),
-                "shards": parts,
-            }
-            requests.append(RoutedRequest(owner, request))
-    return requests, empty
-
-
-def _batches(parts: list[dict[str, Any]], max_keys: int) -> list[list[dict[str, Any]]]:
-    """Group shard parts into batches of at most ``max_keys`` keys each."""
-    batches: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for part in parts:
-        if batches[-1] and size + len(part["keys"]) > max_keys:
-            batches.append([])
-            size = 0
-        batches[-1].append(part)
-        size += len(part["keys"])
-    return batches
+    # By owner, then shard; a stable sort keeps each shard's keys in caller order.
+    order = np.lexsort((shards, owners))
+    key_array = pa.array(asked, type=key_arrow_type(manifest.key_type)).take(pa.array(order))
+    ask = pa.table({
+        SHARD_COLUMN: pa.array(shards[order].astype(np.int32)),
+        KEY_COLUMN: key_array,
+        POSITION_COLUMN: pa.array(positions[order]),
+    })
+    sorted_owners = owners[order]
+    routed = []
+    for member in np.unique(sorted_owners).tolist():
+        start, stop = np.searchsorted(sorted_owners, [member, member + 1])
+        for first in range(int(start), int(stop), max_keys):
+            length = min(max_keys, int(stop) - first)
+            routed.append(RoutedAsk(placement.members[member], ask.slice(first, length)))
+    return routed, np.flatnonzero(~present).tolist()

@@ -1,19 +1,25 @@
 """Answer key look-ups from one shard held in memory, and merge the owners' answers.
 
-An answer travels in a JSON message: the matching rows as a base64 Arrow IPC stream (so
-types, nulls and timestamps survive unchanged, at a fraction of the cost of JSON rows),
-plus the positions and values of the keys that matched nothing. Every row carries
-``_lepton_position``, the 0-based position of its key in the caller's key list, so the
-merge can put the rows back in key order.
+Asks and answers are Arrow tables, so types, nulls and timestamps survive unchanged:
+
+- an ask has the columns ``shard`` (int32), ``key`` (int64 or string) and
+  ``_lepton_position`` (int64, the key's 0-based position in the caller's list), sorted
+  by shard;
+- an answer has ``_lepton_position``, ``_lepton_found`` (bool), then the shard set's
+  columns: one row per matching row, and one row with only the key set per missing key.
+
+The merge concatenates the answers and sorts them by position, which puts the rows back
+in the caller's key order.
 """
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.errors import JobIncomplete
@@ -21,19 +27,37 @@ from tasks.placement import KeyValue
 from tasks.sharding import ROW_COLUMN
 
 POSITION_COLUMN = "_lepton_position"
+FOUND_COLUMN = "_lepton_found"
+SHARD_COLUMN = "shard"
+KEY_COLUMN = "key"
 
-Answer = dict[str, Any]
+
+def key_arrow_type(key_type: str) -> pa.DataType:
+    """Return the Arrow type keys of a shard set's ``key_type`` travel as."""
+    return pa.int64() if key_type == "int" else pa.string()
 
 
 class ShardIndex:
-    """One shard's rows and a dict from key to the row numbers holding it."""
+    """One shard's rows and a hash index from key to row number.
+
+    Keys that are unique in the shard (the usual case for a look-up table) are found by
+    a vectorised hash table; a shard with repeated keys uses a dict of row lists.
+    """
 
     def __init__(self, table: pa.Table, key: str) -> None:
+        key_type = "int" if pa.types.is_integer(table.schema.field(key).type) else "str"
+        # Keys take the type they travel as, as a left join takes the key from its left.
+        position = table.column_names.index(key)
+        table = table.set_column(position, key,
+                                 table.column(key).cast(key_arrow_type(key_type)))
         self.table = table
         self.key = key
-        self.rows: dict[KeyValue, list[int]] = {}
-        for row, value in enumerate(table.column(key).to_pylist()):
-            self.rows.setdefault(value, []).append(row)
+        self.index = pd.Index(table.column(key).to_numpy(), copy=False)
+        self.rows: dict[KeyValue, list[int]] | None = None
+        if not self.index.is_unique:
+            self.rows = {}
+            for row, value in enumerate(table.column(key).to_pylist()):
+                self.rows.setdefault(value, []).append(row)
 
     @classmethod
     def load(cls, path: Path, key: str) -> "ShardIndex":
@@ -47,62 +71,93 @@ class ShardIndex:
             table = table.drop_columns([ROW_COLUMN])
         return cls(table, key)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the shard's Arrow columns (the dict comes on top)."""
-        return int(self.table.nbytes)
+    def lookup(self, keys: pa.Array, positions: np.ndarray) -> pa.Table:
+        """Return the answer (see the module docstring) for ``keys`` at ``positions``.
 
-    def lookup(self, keys: Sequence[KeyValue], positions: Sequence[int]
-               ) -> tuple[pa.Table, list[int], list[KeyValue]]:
-        """Return (matching rows, missing positions, missing keys) for ``keys``.
-
-        The rows table has ``_lepton_position`` first, then the shard's columns; a key
-        held by several rows gives all of them, in dataset order.
+        ``keys`` is an Arrow array of the shard set's key type, ``positions`` an int64
+        array of the same length. A key held by several rows gives all of them, in
+        dataset order.
         """
-        take: list[int] = []
-        taken_positions: list[int] = []
-        missing_positions: list[int] = []
-        missing_keys: list[KeyValue] = []
-        for key, position in zip(keys, positions):
-            rows = self.rows.get(key)
-            if rows is None:
-                missing_positions.append(position)
-                missing_keys.append(key)
-            elif len(rows) == 1:
-                take.append(rows[0])
-                taken_positions.append(position)
-            else:
-                take.extend(rows)
-                taken_positions.extend([position] * len(rows))
-        found = self.table.take(pa.array(take, type=pa.int64()))
-        found = found.add_column(0, POSITION_COLUMN, pa.array(taken_positions, type=pa.int64()))
-        return found, missing_positions, missing_keys
+        if self.rows is not None:
+            rows, taken = self._repeated_rows(keys.to_pylist())
+        else:
+            found_at = self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
+            hit = found_at >= 0
+            rows, taken = found_at[hit], np.flatnonzero(hit)
+        missing = np.setdiff1d(np.arange(len(keys)), taken, assume_unique=True)
+
+        found = self.table.take(pa.array(rows, type=pa.int64()))
+        found = found.add_column(0, FOUND_COLUMN, pa.array(np.ones(len(rows), dtype=bool)))
+        found = found.add_column(0, POSITION_COLUMN, pa.array(positions[taken]))
+        absent = absent_rows(found.schema, self.key, keys.take(pa.array(missing)),
+                             positions[missing])
+        return pa.concat_tables([found, absent])
+
+    def _repeated_rows(self, keys: list[KeyValue]) -> tuple[np.ndarray, np.ndarray]:
+        assert self.rows is not None
+        rows: list[int] = []
+        taken: list[int] = []
+        for index, key in enumerate(keys):
+            held = self.rows.get(key)
+            if held is not None:
+                rows.extend(held)
+                taken.extend([index] * len(held))
+        return np.asarray(rows, dtype=np.int64), np.asarray(taken, dtype=np.int64)
 
 
-def encode_table(table: pa.Table) -> str:
-    """Return ``table`` as a base64 Arrow IPC stream (a JSON-safe string)."""
+def absent_rows(schema: pa.Schema, key: str, keys: pa.Array, positions: np.ndarray
+                ) -> pa.Table:
+    """Return answer rows for keys that matched nothing: key and position set, rest null."""
+    columns = []
+    for field in schema:
+        if field.name == POSITION_COLUMN:
+            columns.append(pa.array(positions, type=pa.int64()))
+        elif field.name == FOUND_COLUMN:
+            columns.append(pa.array(np.zeros(len(positions), dtype=bool)))
+        elif field.name == key:
+            columns.append(keys.cast(field.type))
+        else:
+            columns.append(pa.nulls(len(positions), type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def table_to_bytes(table: pa.Table) -> bytes:
+    """Return ``table`` as an Arrow IPC stream."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+    return bytes(sink.getvalue().to_pybytes())
 
 
-def decode_table(text: str) -> pa.Table:
-    """Return the table encoded by :func:`encode_table`."""
-    return pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text))).read_all()
+def table_from_bytes(data: bytes) -> pa.Table:
+    """Return the table written by :func:`table_to_bytes`."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def make_answer(parts: Sequence[tuple[pa.Table, list[int], list[KeyValue]]]) -> Answer:
-    """Combine the look-ups of several shards of one owner into one JSON-ready answer."""
-    tables = [table for table, _, _ in parts]
-    return {
-        "table": encode_table(pa.concat_tables(tables) if len(tables) > 1 else tables[0]),
-        "missing_positions": [position for _, positions, _ in parts for position in positions],
-        "missing_keys": [key for _, _, keys in parts for key in keys],
-    }
+def table_to_text(table: pa.Table) -> str:
+    """Return ``table`` as base64 text, to travel inside a JSON message."""
+    return base64.b64encode(table_to_bytes(table)).decode("ascii")
 
 
-def merge_answers(answers: Sequence[Answer], key: str, n_keys: int,
+def table_from_text(text: str) -> pa.Table:
+    """Return the table written by :func:`table_to_text`."""
+    return table_from_bytes(base64.b64decode(text))
+
+
+def answer_ask(ask: pa.Table, index_of: Callable[[int], ShardIndex]) -> pa.Table:
+    """Answer every shard run of an ask with the shard's index; return one answer table."""
+    shards = ask.column(SHARD_COLUMN).to_numpy()
+    starts = np.flatnonzero(np.r_[True, shards[1:] != shards[:-1]][:len(shards)])
+    stops = np.r_[starts[1:], len(shards)][:len(starts)]
+    keys = ask.column(KEY_COLUMN).combine_chunks()
+    positions = ask.column(POSITION_COLUMN).to_numpy()
+    answers = [index_of(int(shards[start])).lookup(keys.slice(start, stop - start),
+                                                   positions[start:stop])
+               for start, stop in zip(starts.tolist(), stops.tolist())]
+    return pa.concat_tables(answers)
+
+
+def merge_answers(answers: Sequence[pa.Table], key: str, key_type: str, n_keys: int,
                   empty_positions: Sequence[int] = ()) -> tuple[pa.Table, list[KeyValue | None]]:
     """Return (rows in key order, missing keys in key order) from the owners' answers.
 
@@ -112,39 +167,32 @@ def merge_answers(answers: Sequence[Answer], key: str, n_keys: int,
     the positions of empty keys, never sent to an owner: they match nothing. Raises
     :class:`JobIncomplete` unless every key position was answered exactly once.
     """
-    found = pa.concat_tables([decode_table(answer["table"]) for answer in answers])
-    missing_positions = np.array([position for answer in answers
-                                  for position in answer["missing_positions"]]
-                                 + list(empty_positions), dtype=np.int64)
-    missing_keys: list[KeyValue | None] = [
-        value for answer in answers for value in answer["missing_keys"]]
-    missing_keys += [None] * len(empty_positions)
-    _check_every_position(found, missing_positions, n_keys)
+    _check_every_position(answers, empty_positions, n_keys)
+    merged = pa.concat_tables(answers)
+    if len(empty_positions):
+        nulls = pa.nulls(len(empty_positions), type=key_arrow_type(key_type))
+        merged = pa.concat_tables([merged, absent_rows(
+            merged.schema, key, nulls, np.asarray(empty_positions, dtype=np.int64))])
+    positions = merged.column(POSITION_COLUMN).to_numpy()
 
-    columns = []
-    for field in found.schema:
-        if field.name == POSITION_COLUMN:
-            columns.append(pa.array(missing_positions, type=pa.int64()))
-        elif field.name == key:
-            columns.append(pa.array(missing_keys, type=field.type))
-        else:
-            columns.append(pa.nulls(len(missing_keys), type=field.type))
-    absent = pa.Table.from_arrays(columns, schema=found.schema)
-
-    merged = pa.concat_tables([found, absent])
     # A stable sort keeps the rows of one key in dataset order, as each owner sent them.
-    order = np.argsort(merged.column(POSITION_COLUMN).to_numpy(), kind="stable")
-    merged = merged.take(pa.array(order)).drop_columns([POSITION_COLUMN])
-    missing_order = np.argsort(missing_positions, kind="stable")
-    return merged, [missing_keys[index] for index in missing_order.tolist()]
+    order = pa.array(np.argsort(positions, kind="stable"))
+    missing = pc.filter(merged.column(key).take(order),
+                        pc.invert(merged.column(FOUND_COLUMN).take(order)))
+    rows = merged.take(order).drop_columns([POSITION_COLUMN, FOUND_COLUMN])
+    return rows, missing.to_pylist()
 
 
-def _check_every_position(found: pa.Table, missing_positions: np.ndarray, n_keys: int) -> None:
-    found_positions = np.unique(found.column(POSITION_COLUMN).to_numpy())
-    answered = np.concatenate([found_positions, missing_positions])
-    counts = np.bincount(answered, minlength=n_keys) if len(answered) else np.zeros(n_keys)
-    if len(counts) != n_keys or not np.all(counts == 1):
-        unanswered = np.flatnonzero(counts[:n_keys] == 0)[:10].tolist()
-        twice = np.flatnonzero(counts > 1)[:10].tolist()
+def _check_every_position(answers: Sequence[pa.Table], empty_positions: Sequence[int],
+                          n_keys: int) -> None:
+    """Each key position must be answered by exactly one owner (or be an empty key)."""
+    answered = [np.unique(answer.column(POSITION_COLUMN).to_numpy()) for answer in answers]
+    answered.append(np.asarray(empty_positions, dtype=np.int64))
+    positions = np.concatenate(answered)
+    if len(positions) and (positions.min() < 0 or positions.max() >= n_keys):
+        raise JobIncomplete(f"look-up answers name positions outside the {n_keys} keys")
+    counts = np.bincount(positions, minlength=n_keys)
+    bad = np.flatnonzero(counts != 1)
+    if len(bad):
         raise JobIncomplete(f"look-up answers cover the {n_keys} keys badly: positions "
-                            f"unanswered {unanswered}, answered twice {twice}")
+                            f"{bad[:10].tolist()} are unanswered or answered twice")

@@ -18,8 +18,15 @@ from celery import Task, shared_task
 
 import workers.membership  # noqa: F401  (connects the worker signals of membership)
 from tasks.data_root import resolve_in_root
-from tasks.shard_index import ShardIndex, make_answer, merge_answers
+from tasks.shard_index import (
+    ShardIndex,
+    answer_ask,
+    merge_answers,
+    table_from_text,
+    table_to_text,
+)
 from workers.app import settings_of
+from workers.lookup_payloads import answer_key, ask_key, fetch_tables, store_tables
 from workers.placement_store import read_placement
 from workers.progress import mark_chunk_done, record_failure
 
@@ -47,41 +54,50 @@ class LookupTask(Task):
 # No "started" state: a look-up lasts milliseconds, and the extra write would cost more.
 @shared_task(name="lepton.shard.lookup", bind=True, base=LookupTask, track_started=False)
 def shard_lookup(self: Task, request: dict[str, Any]) -> dict[str, Any]:
-    """Answer the keys of ``request["shards"]`` (each ``{shard, keys, positions}``).
+    """Answer one ask (see :mod:`tasks.shard_index`) from the shards held in memory.
 
-    Returns :func:`tasks.shard_index.make_answer` output plus the answering node.
+    The ask comes inline (``request["ask"]``, base64) or from Redis
+    (``request["ask_key"]``); the answer goes back the same way.
     """
     settings = settings_of(self.app)
+    client = self.app.backend.client
     node = self.request.hostname or "unknown"
-    _drop_moved_shards(self.app.backend.client, request, node)
+    _drop_moved_shards(client, request, node)
 
-    parts = []
-    for part in request["shards"]:
-        index = _shard_index(settings.data_root, request, part["shard"])
-        parts.append(index.lookup(part["keys"], part["positions"]))
-    answer = make_answer(parts)
-    answer["node"] = node
+    if "ask_key" in request:
+        ask = fetch_tables(client, [request["ask_key"]])[0]
+    else:
+        ask = table_from_text(request["ask"])
+    answer = answer_ask(ask, lambda shard: _shard_index(settings.data_root, request, shard))
 
+    reply: dict[str, Any] = {"node": node, "part": request["part"], "rows": answer.num_rows}
     if request.get("job_id"):
-        mark_chunk_done(self.app.backend.client, request["job_id"], request["part"],
-                        settings.result_expires_s)
-    logger.debug("lookup done name=%s node=%s shards=%d keys=%d", request["name"], node,
-                 len(parts), sum(len(part["keys"]) for part in request["shards"]))
-    return answer
+        reply["answer_key"] = answer_key(request["job_id"], request["part"])
+        store_tables(client, {reply["answer_key"]: answer}, settings.visibility_timeout_s)
+        mark_chunk_done(client, request["job_id"], request["part"], settings.result_expires_s)
+    else:
+        reply["answer"] = table_to_text(answer)
+    logger.debug("lookup done name=%s node=%s keys=%d rows=%d", request["name"], node,
+                 ask.num_rows, answer.num_rows)
+    return reply
 
 
 @shared_task(name="lepton.shard.merge", bind=True, track_started=False)
-def shard_merge(self: Task, answers: list[dict[str, Any]], job: dict[str, Any]
+def shard_merge(self: Task, replies: list[dict[str, Any]], job: dict[str, Any]
                 ) -> dict[str, Any]:
     """Merge the owners' answers in key order, write ``<job_id>.parquet``, return a summary."""
-    table, missing = merge_answers(answers, job["key"], job["n_keys"],
-                                   job.get("empty_positions", ()))
+    client = self.app.backend.client
+    keys = [reply["answer_key"] for reply in sorted(replies, key=lambda reply: reply["part"])]
+    answers = fetch_tables(client, keys)
+    table, missing = merge_answers(answers, job["key"], job["key_type"], job["n_keys"],
+                                   job["empty_positions"])
     results_dir = settings_of(self.app).results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
     final = results_dir / f"{job['job_id']}.parquet"
     temporary = final.with_suffix(f".{os.getpid()}.tmp")
     pq.write_table(table, temporary)
     temporary.replace(final)
+    client.delete(*keys, *[ask_key(job["job_id"], part) for part in range(job["n_parts"])])
 
     logger.info("lookup merged job=%s name=%s keys=%d rows=%d missing=%d", job["job_id"],
                 job["name"], job["n_keys"], table.num_rows, len(missing))
@@ -94,7 +110,7 @@ def shard_merge(self: Task, answers: list[dict[str, Any]], job: dict[str, Any]
         "n_rows": table.num_rows,
         "n_missing": len(missing),
         "missing": missing[:MAX_REPORTED_MISSING],
-        "nodes": sorted({answer["node"] for answer in answers}),
+        "nodes": sorted({reply["node"] for reply in replies}),
         "path": str(final),
         "elapsed_s": round(time.time() - job["submitted_at"], 4),
     }

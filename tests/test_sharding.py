@@ -4,18 +4,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tasks.errors import (
     ColumnNotFound,
     EmptyDataset,
+    JobIncomplete,
     NullKeys,
     ShardSetNotFound,
     UnsupportedKeyType,
 )
 from tasks.placement import shard_of
-from tasks.shard_index import ShardIndex, make_answer, merge_answers
+from tasks.shard_index import ShardIndex, merge_answers
 from tasks.sharding import ROW_COLUMN, build_shard_set, read_manifest
 
 
@@ -135,11 +137,25 @@ def test_merged_answers_equal_a_pandas_left_merge_in_key_order(tmp_path: Path) -
     answers = []
     for shard in range(5):
         index = ShardIndex.load(tmp_path / manifest.shard_path(shard), "key")
-        positions = [position for position, key in enumerate(keys)
-                     if shard_of(key, 5) == shard]
-        answers.append(make_answer([index.lookup([keys[p] for p in positions], positions)]))
-    merged, missing = merge_answers(answers[::-1], "key", len(keys))
+        positions = np.array([position for position, key in enumerate(keys)
+                              if shard_of(key, 5) == shard], dtype=np.int64)
+        answers.append(index.lookup(pa.array([keys[p] for p in positions]), positions))
+    merged, missing = merge_answers(answers[::-1], "key", "str", len(keys))
 
     expected = pd.DataFrame({"key": keys}).merge(frame, on="key", how="left")
     pd.testing.assert_frame_equal(merged.to_pandas(), expected, check_dtype=False)
     assert missing == [key for key in keys if key not in set(frame["key"])]
+
+
+def test_answers_that_miss_or_repeat_a_key_position_are_refused(tmp_path: Path) -> None:
+    frame = keyed_frame(np.random.default_rng(2), 40, "int")
+    frame.to_parquet(tmp_path / "d.parquet")
+    manifest = build_shard_set(tmp_path / "d.parquet", "d.parquet", "key", 1, "d", tmp_path)
+    index = ShardIndex.load(tmp_path / manifest.shard_path(0), "key")
+    answer = index.lookup(pa.array([1, 2, 3]), np.array([0, 1, 2]))
+
+    with pytest.raises(JobIncomplete, match=r"positions \[3\] are unanswered"):
+        merge_answers([answer], "key", "int", 4)
+    with pytest.raises(JobIncomplete, match=r"positions \[0, 1, 2\] are unanswered or "
+                       "answered twice"):
+        merge_answers([answer, answer], "key", "int", 3)
