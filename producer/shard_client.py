@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
 from celery import chord
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
+from pyarrow import feather
 from tqdm import tqdm
 
 from producer.client import Client, JobTimeout, _rebuild_error, translate_redis_errors
@@ -183,9 +183,10 @@ class ShardClient:
     def lookup(self, name: str, keys: Iterable[Any], timeout_s: float | None = None,
                progress: bool = True, where: str = "keys", first_line: int | None = None
                ) -> LookupResult:
-        """Look keys up as one chord: owners answer, a callback merges and writes Parquet.
+        """Look keys up as one chord: owners answer, a callback merges and writes the rows.
 
-        The merged rows are written to ``LEPTON_RESULTS_DIR/<job_id>.parquet``.
+        The merged rows are written to ``LEPTON_RESULTS_DIR/<job_id>.arrow`` (Arrow IPC,
+        ``pandas.read_feather`` reads it).
         """
         started = time.perf_counter()
         manifest = self.manifest(name)
@@ -205,7 +206,7 @@ class ShardClient:
             finally:
                 self._forget(header_ids, job_id)
             path = Path(summary["path"])
-            frame = pq.read_table(path).to_pandas()
+            frame = feather.read_table(path).to_pandas()
             return LookupResult(
                 frame=frame, missing=summary["missing"], n_keys=summary["n_keys"],
                 n_missing=summary["n_missing"], nodes=summary["nodes"],

@@ -19,6 +19,7 @@ from tasks.errors import (
 from tasks.placement import KeyValue
 
 KEYS_FORMATS = (".txt", ".csv", ".parquet", ".pq")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def read_keys_file(path: Path, key: str) -> tuple[list[Any], int]:
@@ -67,7 +68,18 @@ def normalize_keys(values: Iterable[Any], key_type: str, where: str,
             empty += 1
         else:
             keys.append(_convert(value, key_type, where, position, first_line))
+    if key_type == "int":
+        _check_int64_range(keys, where)
     return keys, empty
+
+
+def _check_int64_range(keys: list[KeyValue | None], where: str) -> None:
+    present = [key for key in keys if isinstance(key, int)]
+    if present and (min(present) < INT64_MIN or max(present) > INT64_MAX):
+        position, value = next((position, key) for position, key in enumerate(keys)
+                               if isinstance(key, int) and not INT64_MIN <= key <= INT64_MAX)
+        raise UnsupportedKeyType(f"{where}: key {position} ({value}) is outside the 64-bit "
+                                 "signed range of integer keys")
 
 
 def _convert(value: Any, key_type: str, where: str, position: int,

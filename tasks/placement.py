@@ -1,7 +1,12 @@
 """Stable key hashing and the placement of shards onto live workers.
 
-Keys are hashed with 64-bit BLAKE2b of their canonical bytes (never Python's ``hash()``,
-which is salted per process), so every producer and worker agrees on a key's shard.
+Keys hash to a stable 64-bit value (never Python's ``hash()``, which is salted per
+process), so every producer and worker agrees on a key's shard, whatever its version:
+
+- a string key: the 64-bit BLAKE2b digest of ``b"s"`` and its UTF-8 bytes;
+- an integer key (within int64): the splitmix64 finaliser of its 64-bit two's-complement
+  value XOR a fixed seed, computed for a whole array at once; the finaliser is a
+  bijection with full avalanche, so consecutive integers spread evenly over the shards.
 
 Placement is rendezvous hashing with bounded loads, sticky to the previous placement:
 
@@ -37,6 +42,8 @@ from tasks.errors import NoLiveWorkers
 # splitmix64 finaliser constants: a bijective mixer of 64-bit integers.
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
+# The golden-ratio increment of splitmix64; keeps the key 0 from hashing to 0.
+_INTEGER_SEED = np.uint64(0x9E3779B97F4A7C15)
 
 KeyValue = int | str
 
@@ -46,48 +53,16 @@ def stable_hash(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def key_bytes(key: KeyValue) -> bytes:
-    """Return the canonical bytes of an integer or string key.
-
-    A type tag keeps the integer 7 and the string "7" apart; integers of any numpy or
-    Python type give the same bytes.
-    """
-    if type(key) is str:
-        return b"s" + key.encode("utf-8")
-    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-        return b"i%d" % key
-    if isinstance(key, str):
-        return b"s" + key.encode("utf-8")
-    raise TypeError(f"keys must be integers or strings, not {type(key).__name__}")
+def key_bytes(key: str) -> bytes:
+    """Return the canonical bytes of a string key: a type tag, then its UTF-8 encoding."""
+    if not isinstance(key, str):
+        raise TypeError(f"key_bytes takes a string key, not {type(key).__name__}")
+    return b"s" + key.encode("utf-8")
 
 
-def shard_of(key: KeyValue, shard_count: int) -> int:
-    """Return the shard in ``[0, shard_count)`` that holds ``key``."""
-    return stable_hash(key_bytes(key)) % shard_count
-
-
-def shards_of(keys: Sequence[KeyValue], shard_count: int) -> np.ndarray:
-    """Return the shard of every key, an int64 array of shape (len(keys),).
-
-    Equal to ``[shard_of(key, shard_count) for key in keys]``, hashing each distinct
-    key once.
-    """
-    distinct = list(dict.fromkeys(keys))
-    if len(distinct) < len(keys):
-        of_distinct = dict(zip(distinct, shards_of(distinct, shard_count).tolist()))
-        return np.array([of_distinct[key] for key in keys], dtype=np.int64)
-    blake2b = hashlib.blake2b
-    digests = b"".join([blake2b(key_bytes(key), digest_size=8).digest() for key in keys])
-    hashes = np.frombuffer(digests, dtype=">u8")
-    return (hashes % np.uint64(shard_count)).astype(np.int64)
-
-
-def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:
-    """Return the rendezvous score of every (shard, member) pair, uint64 (S, N)."""
-    shard_hashes = _shard_hashes(shard_count)
-    member_hashes = np.array([stable_hash(b"member:" + name.encode()) for name in members],
-                             dtype=np.uint64)
-    mixed = shard_hashes[:, None] ^ member_hashes[None, :]
+def mix64(values: np.ndarray) -> np.ndarray:
+    """Return the splitmix64 finaliser of uint64 ``values`` (any shape), as uint64."""
+    mixed = np.array(values, dtype=np.uint64)
     with np.errstate(over="ignore"):
         mixed ^= mixed >> np.uint64(30)
         mixed *= _MIX_1
@@ -95,6 +70,62 @@ def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:
         mixed *= _MIX_2
         mixed ^= mixed >> np.uint64(31)
     return mixed
+
+
+def key_hash(key: KeyValue) -> int:
+    """Return the stable 64-bit hash of an integer or string key (see the module docstring)."""
+    if isinstance(key, str):
+        return stable_hash(key_bytes(key))
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return int(_integer_hashes(np.array([key], dtype=np.int64))[0])
+    raise TypeError(f"keys must be integers or strings, not {type(key).__name__}")
+
+
+def shard_of(key: KeyValue, shard_count: int) -> int:
+    """Return the shard in ``[0, shard_count)`` that holds ``key``."""
+    return key_hash(key) % shard_count
+
+
+def shards_of(keys: Sequence[KeyValue], shard_count: int) -> np.ndarray:
+    """Return the shard of every key, an int64 array of shape (len(keys),).
+
+    Equal to ``[shard_of(key, shard_count) for key in keys]``; integer keys are hashed
+    as one array, string keys one digest per distinct key.
+    """
+    if all(type(key) is int for key in keys):
+        hashes = _integer_hashes(np.array(keys, dtype=np.int64))
+    elif all(type(key) is str for key in keys):
+        strings: Sequence[str] = keys  # type: ignore[assignment]
+        distinct = list(dict.fromkeys(strings)) if len(set(strings)) < len(strings) else strings
+        blake2b = hashlib.blake2b
+        digests = b"".join([blake2b(b"s" + key.encode("utf-8"), digest_size=8).digest()
+                            for key in distinct])
+        hashes = np.frombuffer(digests, dtype=">u8").astype(np.uint64)
+        if distinct is not keys:
+            of_distinct = dict(zip(distinct, hashes.tolist()))
+            hashes = np.array([of_distinct[key] for key in strings], dtype=np.uint64)
+    else:
+        hashes = np.array([key_hash(key) for key in keys], dtype=np.uint64)
+    return (hashes % np.uint64(shard_count)).astype(np.int64)
+
+
+def shards_of_int64(keys: np.ndarray, shard_count: int) -> np.ndarray:
+    """Return the shard of every key of an int64 array, int64 of the same shape."""
+    hashes = _integer_hashes(np.asarray(keys, dtype=np.int64))
+    return (hashes % np.uint64(shard_count)).astype(np.int64)
+
+
+def _integer_hashes(values: np.ndarray) -> np.ndarray:
+    """Hash an int64 array: splitmix64 of the two's-complement bits XOR a fixed seed."""
+    return mix64(values.view(np.uint64) ^ _INTEGER_SEED)
+
+
+def scores(shard_count: int, members: Sequence[str]) -> np.ndarray:
+    """Return the rendezvous score of every (shard, member) pair, uint64 (S, N)."""
+    shard_hashes = _shard_hashes(shard_count)
+    member_hashes = np.array([stable_hash(b"member:" + name.encode()) for name in members],
+                             dtype=np.uint64)
+    return mix64(shard_hashes[:, None] ^ member_hashes[None, :])
 
 
 @functools.lru_cache(maxsize=16)

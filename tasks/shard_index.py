@@ -78,20 +78,18 @@ class ShardIndex:
         array of the same length. A key held by several rows gives all of them, in
         dataset order.
         """
-        if self.rows is not None:
-            rows, taken = self._repeated_rows(keys.to_pylist())
-        else:
-            found_at = self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
-            hit = found_at >= 0
-            rows, taken = found_at[hit], np.flatnonzero(hit)
+        rows, taken = self.find(keys)
         missing = np.setdiff1d(np.arange(len(keys)), taken, assume_unique=True)
+        return build_answer(self.table.take(pa.array(rows, type=pa.int64())), positions[taken],
+                            self.key, keys.take(pa.array(missing)), positions[missing])
 
-        found = self.table.take(pa.array(rows, type=pa.int64()))
-        found = found.add_column(0, FOUND_COLUMN, pa.array(np.ones(len(rows), dtype=bool)))
-        found = found.add_column(0, POSITION_COLUMN, pa.array(positions[taken]))
-        absent = absent_rows(found.schema, self.key, keys.take(pa.array(missing)),
-                             positions[missing])
-        return pa.concat_tables([found, absent])
+    def find(self, keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Return (row numbers, index in ``keys``) of every match, both int64 arrays."""
+        if self.rows is not None:
+            return self._repeated_rows(keys.to_pylist())
+        found_at = self.index.get_indexer(keys.to_numpy(zero_copy_only=False))
+        hit = np.flatnonzero(found_at >= 0)
+        return found_at[hit], hit
 
     def _repeated_rows(self, keys: list[KeyValue]) -> tuple[np.ndarray, np.ndarray]:
         assert self.rows is not None
@@ -145,16 +143,36 @@ def table_from_text(text: str) -> pa.Table:
 
 
 def answer_ask(ask: pa.Table, index_of: Callable[[int], ShardIndex]) -> pa.Table:
-    """Answer every shard run of an ask with the shard's index; return one answer table."""
+    """Answer an ask with the index of each of its shards; return one answer table."""
+    if ask.num_rows == 0:
+        raise ValueError("an ask holds at least one key")
     shards = ask.column(SHARD_COLUMN).to_numpy()
     starts = np.flatnonzero(np.r_[True, shards[1:] != shards[:-1]][:len(shards)])
     stops = np.r_[starts[1:], len(shards)][:len(starts)]
     keys = ask.column(KEY_COLUMN).combine_chunks()
     positions = ask.column(POSITION_COLUMN).to_numpy()
-    answers = [index_of(int(shards[start])).lookup(keys.slice(start, stop - start),
-                                                   positions[start:stop])
-               for start, stop in zip(starts.tolist(), stops.tolist())]
-    return pa.concat_tables(answers)
+
+    found_rows, found_at = [], []
+    answered = np.zeros(len(keys), dtype=bool)
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        index = index_of(int(shards[start]))
+        rows, taken = index.find(keys.slice(start, stop - start))
+        found_rows.append(index.table.take(pa.array(rows, type=pa.int64())))
+        found_at.append(taken + start)
+        answered[taken + start] = True
+    taken = np.concatenate(found_at)
+    missing = np.flatnonzero(~answered)
+    return build_answer(pa.concat_tables(found_rows), positions[taken], index.key,
+                        keys.take(pa.array(missing)), positions[missing])
+
+
+def build_answer(found: pa.Table, found_positions: np.ndarray, key: str,
+                 missing_keys: pa.Array, missing_positions: np.ndarray) -> pa.Table:
+    """Return an answer: the found rows and one row per missing key, with positions."""
+    found = found.add_column(0, FOUND_COLUMN, pa.array(np.ones(len(found), dtype=bool)))
+    found = found.add_column(0, POSITION_COLUMN, pa.array(found_positions, type=pa.int64()))
+    return pa.concat_tables([found, absent_rows(found.schema, key, missing_keys,
+                                                missing_positions)])
 
 
 def merge_answers(answers: Sequence[pa.Table], key: str, key_type: str, n_keys: int,

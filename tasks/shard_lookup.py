@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import redis
 from celery import Task, shared_task
+from pyarrow import feather
 
 import workers.membership  # noqa: F401  (connects the worker signals of membership)
 from tasks.data_root import resolve_in_root
@@ -85,7 +85,11 @@ def shard_lookup(self: Task, request: dict[str, Any]) -> dict[str, Any]:
 @shared_task(name="lepton.shard.merge", bind=True, track_started=False)
 def shard_merge(self: Task, replies: list[dict[str, Any]], job: dict[str, Any]
                 ) -> dict[str, Any]:
-    """Merge the owners' answers in key order, write ``<job_id>.parquet``, return a summary."""
+    """Merge the owners' answers in key order, write ``<job_id>.arrow``, return a summary.
+
+    The rows are written as an uncompressed Arrow IPC (Feather) file, which takes a
+    fraction of Parquet's time to write and to read back.
+    """
     client = self.app.backend.client
     keys = [reply["answer_key"] for reply in sorted(replies, key=lambda reply: reply["part"])]
     answers = fetch_tables(client, keys)
@@ -93,9 +97,9 @@ def shard_merge(self: Task, replies: list[dict[str, Any]], job: dict[str, Any]
                                    job["empty_positions"])
     results_dir = settings_of(self.app).results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    final = results_dir / f"{job['job_id']}.parquet"
+    final = results_dir / f"{job['job_id']}.arrow"
     temporary = final.with_suffix(f".{os.getpid()}.tmp")
-    pq.write_table(table, temporary)
+    feather.write_feather(table, temporary, compression="uncompressed")
     temporary.replace(final)
     client.delete(*keys, *[ask_key(job["job_id"], part) for part in range(job["n_parts"])])
 

@@ -38,13 +38,14 @@ from tasks.errors import (
     UnsupportedFormat,
     UnsupportedKeyType,
 )
-from tasks.placement import shards_of
+from tasks.placement import shards_of, shards_of_int64
 
 SHARDS_DIR = "lepton-shards"
 MANIFEST = "manifest.json"
 ROW_COLUMN = "_lepton_row"
 NULL_POLICIES = ("refuse", "set-aside")
-HASH_SCHEME = "blake2b-64 of the tagged key bytes, modulo the shard count"
+HASH_SCHEME = ("integers: splitmix64(int64 bits ^ 0x9E3779B97F4A7C15); strings: "
+               "blake2b-64 of b's' + UTF-8; modulo the shard count")
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -163,6 +164,8 @@ def build_shard_set(path: Path, source: str, key: str, shard_count: int, name: s
     key_type = key_type_of(table.schema.field(key).type, path, key)
 
     table = table.replace_schema_metadata(None)
+    if key_type == "int":
+        table = _with_int64_key(table, key, path)
     table = table.append_column(ROW_COLUMN, pa.array(np.arange(table.num_rows)))
     present = pc.is_valid(table.column(key))
     aside = table.filter(pc.invert(present))
@@ -191,8 +194,20 @@ def build_shard_set(path: Path, source: str, key: str, shard_count: int, name: s
     return manifest
 
 
+def _with_int64_key(table: pa.Table, key: str, path: Path) -> pa.Table:
+    """Return ``table`` with its integer key column as int64, the type keys travel as."""
+    try:
+        column = table.column(key).cast(pa.int64())
+    except pa.ArrowInvalid:
+        raise UnsupportedKeyType(f"{path}: key column '{key}' holds integers beyond the "
+                                 "64-bit signed range") from None
+    return table.set_column(table.column_names.index(key), key, column)
+
+
 def _shard_of_rows(keys: pa.ChunkedArray, shard_count: int) -> np.ndarray:
-    """Hash each distinct key once; return the shard of every row, int64 (rows,)."""
+    """Return the shard of every row, int64 (rows,); string keys hashed once each."""
+    if pa.types.is_integer(keys.type):
+        return shards_of_int64(keys.to_numpy(), shard_count)
     encoded = keys.combine_chunks().dictionary_encode()
     shard_of_distinct = shards_of(encoded.dictionary.to_pylist(), shard_count)
     return shard_of_distinct[encoded.indices.to_numpy(zero_copy_only=False)]

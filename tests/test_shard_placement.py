@@ -88,14 +88,38 @@ def test_no_live_workers_is_refused_with_a_clear_message() -> None:
         place(SHARDS, [])
 
 
-def test_key_hash_is_blake2b_of_tagged_bytes_and_ignores_the_integer_type() -> None:
-    digest = hashlib.blake2b(b"i12345", digest_size=8).digest()
-    assert shard_of(12345, 1000) == int.from_bytes(digest, "big") % 1000
-    assert shard_of(np.int32(12345), 1000) == shard_of(12345, 1000)
-    assert key_bytes(7) != key_bytes("7")
+def splitmix64_reference(value: int) -> int:
+    """The splitmix64 finaliser written with Python integers, modulo 2**64."""
+    mask = 2**64 - 1
+    value &= mask
+    value ^= value >> 30
+    value = (value * 0xBF58476D1CE4E5B9) & mask
+    value ^= value >> 27
+    value = (value * 0x94D049BB133111EB) & mask
+    return value ^ (value >> 31)
+
+
+def test_string_keys_hash_by_blake2b_of_their_tagged_utf8_bytes() -> None:
+    digest = hashlib.blake2b("sN10156é".encode(), digest_size=8).digest()
+    assert shard_of("N10156é", 1000) == int.from_bytes(digest, "big") % 1000
     assert key_bytes("N10156") == b"sN10156"
+
+
+def test_integer_keys_hash_by_splitmix64_of_their_two_complement_bits() -> None:
+    seed = 0x9E3779B97F4A7C15
+    for key in (0, 1, 12345, -1, -(2**63), 2**63 - 1):
+        expected = splitmix64_reference((key & (2**64 - 1)) ^ seed) % 1000
+        assert shard_of(key, 1000) == expected, key
+    assert shard_of(np.int32(12345), 1000) == shard_of(12345, 1000)
+    assert shard_of(7, 2**20) != shard_of("7", 2**20)
     with pytest.raises(TypeError):
-        key_bytes(1.5)  # type: ignore[arg-type]
+        shard_of(1.5, 10)  # type: ignore[arg-type]
+
+
+def test_consecutive_integer_keys_spread_evenly_over_the_shards() -> None:
+    counts = np.bincount(shards_of(list(range(64_000)), 64), minlength=64)
+    # Binomial(64000, 1/64) has a standard deviation of about 31 around 1000.
+    assert counts.min() > 850 and counts.max() < 1150
 
 
 def test_vectorised_shards_equal_one_key_at_a_time() -> None:
