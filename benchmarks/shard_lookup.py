@@ -28,7 +28,6 @@ import pandas as pd
 import redis
 from tqdm import tqdm
 
-from producer.client import Client
 from producer.node_cluster import NodeCluster
 from producer.shard_client import ShardClient
 from workers.settings import Settings
@@ -51,8 +50,9 @@ def load_baseline(client: redis.Redis, frame: pd.DataFrame) -> None:
     records = frame.to_dict("records")
     with client.pipeline(transaction=False) as pipe:
         for start in range(0, len(records), 10_000):
+            batch = records[start:start + 10_000]
             pipe.hset(BASELINE_HASH, mapping={
-                str(record["key"]): json.dumps(record) for record in records[start:start + 10_000]})
+                str(record["key"]): json.dumps(record) for record in batch})
         pipe.execute()
 
 
@@ -122,8 +122,7 @@ def main() -> None:
                                       "LEPTON_RESULTS_DIR": str(root / "results")})
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         with NodeCluster(settings, nodes=args.workers) as cluster:
-            client = Client(cluster.settings)
-            shards = ShardClient(client, cluster.check_alive)
+            shards = ShardClient(cluster.settings, cluster.check_alive)
             shards.build(root / "bench.parquet", "key", args.shards)
             baseline = redis.Redis.from_url(cluster.settings.result_backend or "")
             load_baseline(baseline, frame)
@@ -152,7 +151,6 @@ def main() -> None:
                 redis_single.append(baseline_one(baseline, key))
 
             shards.close()
-            client.close()
             baseline.close()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         report(args, lepton_many, redis_many, lepton_single, redis_single)

@@ -18,7 +18,6 @@ from types import TracebackType
 
 import redis
 
-from producer.client import Client
 from producer.local_cluster import STARTUP_TIMEOUT_S, RedisServer, WorkerProcess
 from producer.shard_client import ShardClient
 from tasks.errors import ClusterError
@@ -152,19 +151,9 @@ def connect_shards(settings: Settings | None = None, workers: int | None = None
     """
     settings = settings or Settings.from_env()
     if settings.broker_url:
-        client = Client(settings)
-        shards = ShardClient(client)
-        try:
+        with ShardClient(settings) as shards:
             yield shards, None
-        finally:
-            shards.close()
-            client.close()
         return
-    with NodeCluster(settings, workers or 2) as cluster:
-        client = Client(cluster.settings)
-        shards = ShardClient(client, cluster.check_alive)
-        try:
-            yield shards, cluster
-        finally:
-            shards.close()
-            client.close()
+    with NodeCluster(settings, workers or 2) as cluster, ShardClient(
+            cluster.settings, cluster.check_alive) as shards:
+        yield shards, cluster

@@ -89,23 +89,40 @@ class OwnersChanged(LeptonError):
 
 
 class ShardClient:
-    """Builds shard sets and answers look-ups through a :class:`producer.client.Client`."""
+    """Builds shard sets and answers look-ups on the cluster of ``settings``.
 
-    def __init__(self, client: Client, health_check: Callable[[], None] | None = None) -> None:
-        self.client = client
-        self.settings = client.settings
+    ``health_check`` is called while waiting and may raise (a local cluster uses it to
+    notice dead processes). Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, settings: Settings, health_check: Callable[[], None] | None = None
+                 ) -> None:
+        self.client = Client(settings)
+        # A look-up is a few milliseconds of work: the "task-sent" event would be a fifth
+        # of a single-key get. Flower still sees each look-up from the worker's events.
+        self.client.app.conf.task_send_sent_event = False
+        self.settings = settings
         self.health_check = health_check
         self._manifests: dict[str, tuple[float, Manifest]] = {}
         self._placements: dict[str, PlacementRecord] = {}
         # Result keys of finished look-ups, deleted in the next round trip to Redis.
         self._stale_keys: list[str] = []
 
+    def __enter__(self) -> "ShardClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Delete what finished look-ups left in Redis (the Client stays open)."""
-        if self._stale_keys:
-            with translate_redis_errors():
-                self.client.redis.unlink(*self._stale_keys)
-            self._stale_keys.clear()
+        """Delete what finished look-ups left in Redis and close the connections."""
+        try:
+            if self._stale_keys:
+                with translate_redis_errors():
+                    self.client.redis.unlink(*self._stale_keys)
+                self._stale_keys.clear()
+        finally:
+            self.client.close()
 
     def build(self, path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
               name: str | None = None, nulls: str = "refuse",
@@ -176,7 +193,7 @@ class ShardClient:
             table, missing = merge_answers(answers, manifest.key, manifest.key_type,
                                            len(wanted), empty)
             return LookupResult(
-                frame=table.to_pandas(), missing=missing, n_keys=len(wanted),
+                frame=table.to_pandas(use_threads=False), missing=missing, n_keys=len(wanted),
                 n_missing=len(missing), nodes=sorted({reply["node"] for reply in replies}),
                 elapsed_s=time.perf_counter() - started)
 
@@ -262,12 +279,12 @@ class ShardClient:
     def _send(self, owner: str, request: dict[str, Any]) -> AsyncResult:
         with translate_redis_errors():
             return self.client.app.signature("lepton.shard.lookup", args=(request,),
-                                             queue=node_queue(owner)).apply_async()
+                                             **_route_to(owner)).apply_async()
 
     def _submit_chord(self, manifest: Manifest, placement: PlacementRecord, job_id: str,
                       routed: list[RoutedAsk], empty: list[int], n_keys: int) -> list[str]:
         header = [self.client.app.signature(
-            "lepton.shard.lookup", queue=node_queue(ask.owner), task_id=str(uuid.uuid4()),
+            "lepton.shard.lookup", task_id=str(uuid.uuid4()), **_route_to(ask.owner),
             args=(_request(manifest, placement, job_id, part,
                            {"ask_key": ask_key(job_id, part)}),))
             for part, ask in enumerate(routed)]
@@ -344,6 +361,15 @@ class ShardClient:
         if job_id is not None:
             self._stale_keys += [f"{job_key(job_id)}{suffix}"
                                  for suffix in ("", ":done", ":errors")]
+
+
+def _route_to(owner: str) -> dict[str, str]:
+    """Options sending a task straight to ``owner``'s queue.
+
+    The nameless exchange names the queue itself, which spares the broker a look-up of
+    the exchange's bindings on every message.
+    """
+    return {"queue": node_queue(owner), "exchange": "", "routing_key": node_queue(owner)}
 
 
 def _request(manifest: Manifest, placement: PlacementRecord, job_id: str | None, part: int,

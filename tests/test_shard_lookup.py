@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from producer.client import Client
+from producer.local_cluster import LocalCluster
 from producer.shard_client import ShardClient
 from tasks.errors import (
     ColumnNotFound,
@@ -42,10 +42,9 @@ def left_merge(keys: list, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def shards(client: Client) -> Iterator[ShardClient]:
-    shard_client = ShardClient(client)
-    yield shard_client
-    shard_client.close()
+def shards(cluster: LocalCluster) -> Iterator[ShardClient]:
+    with ShardClient(cluster.settings) as shard_client:
+        yield shard_client
 
 
 @pytest.fixture(scope="module")

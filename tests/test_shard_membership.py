@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from producer.client import Client
 from producer.node_cluster import NodeCluster
 from producer.shard_client import ShardClient
 from tasks.placement import shard_of
@@ -46,14 +45,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
 
 @pytest.fixture(scope="module")
 def shards(nodes: NodeCluster, frame: pd.DataFrame) -> Iterator[ShardClient]:
-    client = Client(nodes.settings)
-    shard_client = ShardClient(client, nodes.check_alive)
-    frame.to_parquet(nodes.settings.data_root / "numbers.parquet")
-    shard_client.build(nodes.settings.data_root / "numbers.parquet", "key", SHARDS,
-                       progress=False)
-    yield shard_client
-    shard_client.close()
-    client.close()
+    with ShardClient(nodes.settings, nodes.check_alive) as shard_client:
+        frame.to_parquet(nodes.settings.data_root / "numbers.parquet")
+        shard_client.build(nodes.settings.data_root / "numbers.parquet", "key", SHARDS,
+                           progress=False)
+        yield shard_client
 
 
 def keys_owned_by(shards: ShardClient, node: str, count: int) -> list[int]:
