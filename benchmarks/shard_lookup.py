@@ -8,7 +8,9 @@ single-process worker nodes, and warms every shard into memory. Then it times:
   call to the merged rows in a DataFrame in the caller (``--repeats`` times);
 - Lepton ``get``: one key, end to end, ``--gets`` times (p50 and p99 latency);
 - baseline: the same rows stored as JSON in one Redis hash on the same Redis server;
-  ``HMGET`` of the same keys plus JSON decoding into a DataFrame, and ``HGET`` of one key.
+  ``HMGET`` of the same keys plus JSON decoding into a DataFrame, and ``HGET`` of one key;
+- floor: a Celery round trip of Celery's built-in no-op task (``celery.accumulate``) to
+  the same worker node, the least any look-up through Celery can cost.
 
 Figures depend on what else runs on the machine: the load average is printed.
 
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from producer.node_cluster import NodeCluster
 from producer.shard_client import ShardClient
+from workers.membership import node_queue
 from workers.settings import Settings
 
 BASELINE_HASH = "bench:rows"
@@ -76,6 +79,16 @@ def baseline_one(client: redis.Redis, key: int) -> float:
 def lepton_one(shards: ShardClient, key: int) -> float:
     started = time.perf_counter()
     shards.get("bench", [key])
+    return time.perf_counter() - started
+
+
+def celery_floor(shards: ShardClient, node: str) -> float:
+    started = time.perf_counter()
+    result = shards.client.app.signature("celery.accumulate", args=(1,),
+                                         queue=node_queue(node), exchange="",
+                                         routing_key=node_queue(node)).apply_async()
+    result.get(timeout=30)
+    result.forget()
     return time.perf_counter() - started
 
 
@@ -145,21 +158,23 @@ def main() -> None:
                 redis_many.append(baseline_many(baseline, keys))
 
             singles = rng.choice(stored, args.gets).tolist()
-            lepton_single, redis_single = [], []
+            node = sorted(cluster.nodes)[0]
+            lepton_single, redis_single, floor = [], [], []
             for key in tqdm(singles, desc="single-key gets", leave=False):
                 lepton_single.append(lepton_one(shards, key))
                 redis_single.append(baseline_one(baseline, key))
+                floor.append(celery_floor(shards, node))
 
             shards.close()
             baseline.close()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-        report(args, lepton_many, redis_many, lepton_single, redis_single)
+        report(args, lepton_many, redis_many, lepton_single, redis_single, floor)
         plot(lepton_single, redis_single, args.plot)
         print(f"wrote {args.plot}")
 
 
 def report(args: argparse.Namespace, lepton_many: list[float], redis_many: list[float],
-           lepton_single: list[float], redis_single: list[float]) -> None:
+           lepton_single: list[float], redis_single: list[float], floor: list[float]) -> None:
     lepton_rate = args.keys / statistics.median(lepton_many)
     redis_rate = args.keys / statistics.median(redis_many)
     lepton_p50, lepton_p99 = percentiles(lepton_single)
@@ -176,6 +191,8 @@ def report(args: argparse.Namespace, lepton_many: list[float], redis_many: list[
           f"{lepton_p50 / redis_p50:>14.1f}")
     print(f"{'single key p99 (ms)':<34}{lepton_p99:>12.2f}{redis_p99:>12.3f}"
           f"{lepton_p99 / redis_p99:>14.1f}")
+    floor_p50, floor_p99 = percentiles(floor)
+    print(f"{'celery no-op round trip p50/p99':<34}{floor_p50:>12.2f}{floor_p99:>12.2f}  (floor)")
     print(f"targets: >= 100,000 keys/s ({'met' if lepton_rate >= 100_000 else 'NOT met'}), "
           f"p99 < 10 ms ({'met' if lepton_p99 < 10 else 'NOT met'})")
 

@@ -37,6 +37,9 @@ GET_TIMEOUT_S = 30.0
 # Waits wake at once on a result (Redis pub/sub); this only paces the liveness checks.
 POLL_S = 0.2
 MEMBER_WAIT_POLL_S = 0.05
+# How long a read of the live set is reused, and how many stale keys may wait meanwhile.
+LIVE_CACHE_S = 0.25
+MAX_STALE_KEYS = 1000
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class ShardClient:
         self._placements: dict[str, PlacementRecord] = {}
         # Result keys of finished look-ups, deleted in the next round trip to Redis.
         self._stale_keys: list[str] = []
+        self._live: tuple[float, list[str]] | None = None
 
     def __enter__(self) -> "ShardClient":
         return self
@@ -259,14 +263,23 @@ class ShardClient:
         return placement
 
     def _live_members(self) -> list[str]:
-        """Return the live members, waiting up to one member timeout for a first one."""
-        deadline = time.monotonic() + self.settings.member_timeout_s
+        """Return the live members, waiting up to one member timeout for a first one.
+
+        The answer is reused for ``LIVE_CACHE_S``: a look-up sent meanwhile to a node
+        that just left is noticed by the wait, which reads the live set afresh.
+        """
+        started = time.monotonic()
+        if (self._live is not None and started - self._live[0] < LIVE_CACHE_S
+                and len(self._stale_keys) < MAX_STALE_KEYS):
+            return self._live[1]
+        deadline = started + self.settings.member_timeout_s
         while True:
             with translate_redis_errors():
                 members = live_members(self.client.redis, self.settings.member_timeout_s,
                                        self._stale_keys)
             self._stale_keys.clear()
             if members:
+                self._live = (started, members)
                 return members
             if self.health_check is not None:
                 self.health_check()
@@ -348,6 +361,7 @@ class ShardClient:
                     report()
                 live = set(live_members(self.client.redis, self.settings.member_timeout_s))
             if not owners <= live:
+                self._live = None
                 raise OwnersChanged(f"owners left: {', '.join(sorted(owners - live))}")
             if self.health_check is not None:
                 self.health_check()
