@@ -11,6 +11,7 @@ from typing import Any
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
+from workers.__main__ import add_worker_arguments, start_worker
 from workers.settings import Settings
 
 logger = logging.getLogger("lepton")
@@ -18,7 +19,7 @@ logger = logging.getLogger("lepton")
 PLOT_SAMPLE_ROWS = 5000
 
 # Modules that add their own subcommands through ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = ["producer.shard_cli"]
+COMMAND_MODULES: list[str] = ["producer.status", "producer.shard_cli"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("job_id")
     result.set_defaults(handler=run_result)
 
-    worker = commands.add_parser("worker", help="run a worker for LEPTON_BROKER_URL",
-                                 add_help=False)
-    worker.add_argument("worker_args", nargs=argparse.REMAINDER)
+    worker = commands.add_parser("worker", help="run a worker for LEPTON_BROKER_URL")
+    add_worker_arguments(worker)
     worker.set_defaults(handler=run_worker)
 
     for module_name in COMMAND_MODULES:
@@ -154,9 +154,7 @@ def run_result(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Start a worker in this process (see ``lepton worker --help``)."""
-    from workers.__main__ import run_worker as start_worker
-
-    start_worker(args.worker_args)
+    start_worker(args)
     return 0
 
 

@@ -6,23 +6,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
-from celery import chord
+from celery import Celery, chord
 from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
 from producer.planning import plan_regression
+from producer.task_labels import chunk_label, reduce_label
 from tasks import errors
 from tasks.errors import BrokerUnavailable, JobFailed, JobNotFound, LeptonError
 from workers.app import create_app
 from workers.progress import count_done, first_failure, read_job, record_job
-from workers.settings import Settings
+from workers.settings import Settings, redact_url
 
 logger = logging.getLogger(__name__)
 
 POLL_START_S = 0.02
-POLL_MAX_S = 0.5
+POLL_MAX_S = 0.1
+CHUNK_ERROR_GRACE_S = 2.0
+PUBLISH_RETRIES = 2
 
 
 class JobTimeout(LeptonError):
@@ -35,7 +39,10 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self.redis = redis.Redis.from_url(settings.result_backend or "")
+        bound_waits(self.app, settings.redis_timeout_s)
+        self.redis = redis.Redis.from_url(settings.result_backend or "",
+                                          socket_timeout=settings.redis_timeout_s,
+                                          socket_connect_timeout=settings.redis_timeout_s)
 
     def close(self) -> None:
         """Release the connections held by this client."""
@@ -56,15 +63,20 @@ class Client:
 
         Nothing is enqueued when the file, a column or its type is wrong.
         """
-        plan = plan_regression(Path(path), target, features, intercept, chunk_rows,
-                               self.settings.data_root, workers)
+        plan = plan_regression(Path(path), target, features, intercept,
+                               chunk_rows or self.settings.chunk_rows, self.settings.data_root,
+                               workers)
         job = {**plan.job, "submitted_at": time.time()}
         job_id = job["job_id"]
 
-        header = [self.app.signature("lepton.regression.map", args=(job, chunk))
+        # Flower shows argsrepr/kwargsrepr: a chunk's place in its file, not the job dict.
+        header = [self.app.signature("lepton.regression.map", args=(job, chunk),
+                                     argsrepr=f"({chunk_label(job, chunk)!r})")
                   for chunk in plan.chunks]
-        callback = self.app.signature("lepton.regression.reduce", kwargs={"job": job})
-        with translate_redis_errors():
+        callback = self.app.signature("lepton.regression.reduce", kwargs={"job": job},
+                                      argsrepr=f"(<{job['n_chunks']} chunk partials>,)",
+                                      kwargsrepr=reduce_label(job))
+        with translate_redis_errors(self.settings.broker_url):
             record_job(self.redis, job_id, {"kind": "regression", "n_chunks": job["n_chunks"],
                                             "source": job["source"]},
                        self.settings.result_expires_s)
@@ -80,7 +92,7 @@ class Client:
         ``health_check`` is called between polls and may raise (the local cluster uses
         it to notice a dead worker instead of waiting forever).
         """
-        with translate_redis_errors():
+        with translate_redis_errors(self.settings.broker_url):
             description = read_job(self.redis, job_id)
         if description is None:
             raise JobNotFound(f"no job {job_id} in this cluster")
@@ -90,7 +102,7 @@ class Client:
         with tqdm(total=total, unit="chunk", disable=not progress, leave=False,
                   desc=f"{description['kind']} {job_id[:8]}") as bar:
             while True:
-                with translate_redis_errors():
+                with translate_redis_errors(self.settings.broker_url):
                     outcome = self._poll(job_id, bar)
                 if outcome is not None:
                     return outcome
@@ -104,12 +116,12 @@ class Client:
     def result(self, job_id: str) -> dict[str, Any]:
         """Return a finished job's result from the backend or the results directory."""
         stored = self.settings.results_dir / f"{job_id}.json"
-        with translate_redis_errors():
+        with translate_redis_errors(self.settings.broker_url):
             meta = self.app.backend.get_task_meta(job_id)
             if meta["status"] == "SUCCESS":
                 return dict(meta["result"])
             if meta["status"] == "FAILURE":
-                raise _job_error(job_id, meta["result"])
+                raise self._failure_of(job_id, meta["result"])
             if stored.exists():
                 return dict(json.loads(stored.read_text()))
             description = read_job(self.redis, job_id)
@@ -125,13 +137,26 @@ class Client:
         if meta["status"] == "SUCCESS":
             bar.update(bar.total - bar.n)
             return dict(meta["result"])
-        if meta["status"] == "FAILURE":
-            raise _job_error(job_id, meta["result"])
         failure = first_failure(self.redis, job_id)
         if failure is not None:
             raise _rebuild_error(*failure)
+        if meta["status"] == "FAILURE":
+            raise self._failure_of(job_id, meta["result"])
         bar.update(count_done(self.redis, job_id) - bar.n)
         return None
+
+
+    def _failure_of(self, job_id: str, error: Any) -> LeptonError:
+        """Prefer the failed chunk's own error to the chord's summary of it."""
+        is_chord_error = isinstance(error, dict) and error.get("exc_type") == "ChordError"
+        deadline = time.monotonic() + CHUNK_ERROR_GRACE_S
+        while is_chord_error and time.monotonic() < deadline:
+            # The worker records the chunk's error just after it fails the chord.
+            failure = first_failure(self.redis, job_id)
+            if failure is not None:
+                return _rebuild_error(*failure)
+            time.sleep(0.05)
+        return _job_error(job_id, error)
 
 
 def _job_error(job_id: str, error: Any) -> LeptonError:
@@ -156,14 +181,70 @@ def _rebuild_error(chunk_index: int, text: str) -> LeptonError:
 
 
 class translate_redis_errors:
-    """Context manager turning Redis and kombu connection errors into BrokerUnavailable."""
+    """Context manager turning Redis and kombu connection errors into BrokerUnavailable.
+
+    ``url`` (its password is never shown) names the server in the message.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.where = f" at {redact_url(url)}" if url else ""
+        self.has_password = bool(url) and urlsplit(url or "").password is not None
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type | None, error: BaseException | None, _: Any) -> None:
-        if isinstance(error, redis.AuthenticationError) or (
-                isinstance(error, redis.ResponseError) and "NOAUTH" in str(error)):
-            raise BrokerUnavailable(f"Redis refused the password: {error}") from error
-        if isinstance(error, (redis.ConnectionError, OperationalError)):
-            raise BrokerUnavailable(f"cannot reach Redis: {error}") from error
+        if error is None or isinstance(error, LeptonError):
+            return
+        causes = _causes(error)
+        refused = any(_is_auth_error(cause) for cause in causes)
+        if refused and not self.has_password:
+            raise BrokerUnavailable(
+                f"Redis{self.where} requires a password: put it in the URL as "
+                "redis://:PASSWORD@host:port/db") from error
+        if refused:
+            raise BrokerUnavailable(
+                f"Redis{self.where} refused the password: {error} (check the password in "
+                "LEPTON_BROKER_URL / LEPTON_RESULT_BACKEND)") from error
+        if any(isinstance(cause, (redis.TimeoutError, TimeoutError)) for cause in causes):
+            raise BrokerUnavailable(f"Redis{self.where} did not answer in time "
+                                    f"(LEPTON_REDIS_TIMEOUT_S): {error}") from error
+        if any(isinstance(cause, (redis.ConnectionError, OperationalError, ConnectionError))
+               for cause in causes):
+            raise BrokerUnavailable(f"cannot reach Redis{self.where}: {error}") from error
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """Return the error and the errors it was raised from (kombu wraps redis-py's)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_auth_error(error: BaseException) -> bool:
+    if isinstance(error, redis.AuthenticationError):
+        return True
+    text = str(error)
+    return isinstance(error, (redis.ResponseError, OperationalError)) and any(
+        marker in text for marker in ("NOAUTH", "WRONGPASS", "username-password",
+                                      "must be called with the client already authenticated"))
+
+
+def bound_waits(app: Celery, timeout_s: float) -> None:
+    """Make a producer's broker and backend calls give up after about ``timeout_s``.
+
+    Workers keep Celery's defaults; a producer should fail fast instead of hanging.
+    """
+    transport_options = {**app.conf.broker_transport_options,
+                         "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_timeout=timeout_s,
+        redis_socket_timeout=timeout_s,
+        redis_socket_connect_timeout=timeout_s,
+        task_publish_retry_policy={"max_retries": PUBLISH_RETRIES, "interval_start": 0,
+                                   "interval_step": 0.2, "interval_max": 0.5},
+    )

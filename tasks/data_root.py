@@ -33,3 +33,12 @@ def resolve_in_root(relative_path: str, data_root: Path) -> Path:
     if not resolved.is_file():
         raise DatasetNotFound(f"{relative_path}: no such file under the data root")
     return resolved
+
+
+def result_path(results_dir: Path, job_id: str) -> Path:
+    """Return ``<results_dir>/<job_id>.json``, refusing an id that would leave the directory."""
+    if not job_id or job_id.startswith(".") or any(
+            not (character.isalnum() or character in "-_.") for character in job_id):
+        raise PathOutsideDataRoot(f"job id {job_id!r} is not a plain name: refusing to write "
+                                  f"a result outside {results_dir}")
+    return results_dir / f"{job_id}.json"

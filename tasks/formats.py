@@ -12,7 +12,7 @@ check that all rows were seen.
 """
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.errors import ColumnNotFound, ColumnNotNumeric, EmptyDataset, UnsupportedFormat
+from tasks.errors import (
+    ColumnNotFound,
+    ColumnNotNumeric,
+    DatasetError,
+    EmptyDataset,
+    UnsupportedFormat,
+)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
@@ -40,8 +46,12 @@ class DatasetInfo:
     format: str
     columns: list[str]
     numeric: dict[str, bool]
+    # Exact for Parquet and NPY; for CSV an estimate from the sampled line lengths, since
+    # counting means reading the whole file, which planning does once anyway.
     n_rows: int
     size_bytes: int
+    # Where a non-numeric column first shows text, e.g. "line 7: 'abc'", when known.
+    first_text: dict[str, str] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> str:
@@ -60,9 +70,9 @@ def inspect_dataset(path: Path) -> DatasetInfo:
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise EmptyDataset(f"{path}: the file is empty")
+    first_text: dict[str, str] = {}
     if file_format == "csv":
-        columns, numeric = _csv_columns(path)
-        n_rows = _count_csv_rows(path)
+        columns, numeric, first_text, n_rows = _csv_columns(path)
     elif file_format == "parquet":
         metadata = pq.ParquetFile(path)
         schema = metadata.schema_arrow
@@ -76,7 +86,7 @@ def inspect_dataset(path: Path) -> DatasetInfo:
         n_rows = int(array.shape[0])
     if n_rows == 0:
         raise EmptyDataset(f"{path}: the file has no data rows")
-    return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes)
+    return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes, first_text)
 
 
 def check_columns(info: DatasetInfo, used: list[str]) -> None:
@@ -86,13 +96,16 @@ def check_columns(info: DatasetInfo, used: list[str]) -> None:
             known = ", ".join(info.columns)
             raise ColumnNotFound(f"{info.path}: no column '{name}' (columns: {known})")
         if not info.numeric[name]:
-            raise ColumnNotNumeric(f"{info.path}: column '{name}' is not numeric")
+            where = f" ({info.first_text[name]})" if name in info.first_text else ""
+            raise ColumnNotNumeric(f"{info.path}: column '{name}' is not numeric{where}")
 
 
 def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[Chunk]:
     """Cut the dataset into chunks of at most ``chunk_rows`` data rows each."""
     if info.format == "csv":
         pieces = _csv_byte_ranges(info.path, chunk_rows)
+        if not pieces:
+            raise EmptyDataset(f"{info.path}: the file has no data rows")
     elif info.format == "parquet":
         pieces = _parquet_row_ranges(info.path, chunk_rows)
     else:
@@ -108,7 +121,8 @@ def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[
 
 def read_chunk(path: Path, chunk: Chunk, columns: list[str],
                all_columns: list[str]) -> np.ndarray:
-    """Return the chunk's ``columns`` as an (n, len(columns)) float64 array.
+    """Return the chunk's ``columns`` as a new (n, len(columns)) float64 array in column
+    (Fortran) order, which the caller may modify.
 
     Missing values come back as NaN. A non-numeric cell raises
     :class:`ColumnNotNumeric` naming the file, chunk and line.
@@ -118,29 +132,47 @@ def read_chunk(path: Path, chunk: Chunk, columns: list[str],
     if chunk["format"] == "parquet":
         table = pq.ParquetFile(path).read_row_group(chunk["row_group"], columns=columns)
         table = table.slice(chunk["offset"], chunk["rows"])
-        return np.column_stack([
-            table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            for name in columns
-        ])
+        block = np.empty((table.num_rows, len(columns)), order="F")
+        for index, name in enumerate(columns):
+            block[:, index] = table.column(name).to_numpy(zero_copy_only=False)
+        return block
     array = _open_npy(path)
     rows = array[chunk["start"]:chunk["start"] + chunk["rows"]]
-    if array.dtype.names:
-        return np.column_stack([rows[name].astype(np.float64) for name in columns])
-    indices = [all_columns.index(name) for name in columns]
-    return np.asarray(rows[:, indices], dtype=np.float64)
+    block = np.empty((len(rows), len(columns)), order="F")
+    for index, name in enumerate(columns):
+        block[:, index] = rows[name] if array.dtype.names else rows[:, all_columns.index(name)]
+    return block
 
 
-def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool]]:
-    sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
-    columns = [str(name) for name in sample.columns]
+def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str], int]:
+    try:
+        sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
+    except pd.errors.ParserError as error:
+        raise DatasetError(f"{path}: not a regular CSV table: {error}") from error
+    sample.columns = [str(name) for name in sample.columns]
+    columns = list(sample.columns)
     numeric = {
         name: bool(pd.api.types.is_numeric_dtype(sample[name])) for name in columns
     }
-    return columns, numeric
+    first_text = {}
+    for name in columns:
+        if numeric[name]:
+            continue
+        text = sample[name].notna() & pd.to_numeric(sample[name], errors="coerce").isna()
+        if text.any():
+            position = int(np.flatnonzero(text.to_numpy())[0])
+            first_text[name] = f"line {position + 2}: {sample[name].iloc[position]!r}"
+    return columns, numeric, first_text, _estimate_csv_rows(path, len(sample))
 
 
-def _count_csv_rows(path: Path) -> int:
-    return sum(piece["rows"] for piece in _csv_byte_ranges(path, 2**62))
+def _estimate_csv_rows(path: Path, sampled_rows: int) -> int:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header_bytes = len(handle.readline())
+        sample_bytes = sum(len(handle.readline()) for _ in range(sampled_rows))
+    if sampled_rows < CSV_SAMPLE_ROWS:
+        return sampled_rows
+    return max(sampled_rows, round((size - header_bytes) * sampled_rows / sample_bytes))
 
 
 def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
@@ -190,7 +222,7 @@ def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
     for name in columns:
         if not pd.api.types.is_numeric_dtype(frame[name]):
             frame[name] = _coerce_numeric(path, chunk, frame[name], name)
-    return frame[columns].to_numpy(dtype=np.float64)
+    return np.asfortranarray(frame[columns].to_numpy(dtype=np.float64))
 
 
 def _coerce_numeric(path: Path, chunk: Chunk, values: pd.Series, name: str) -> pd.Series:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from celery import Task, shared_task
 
-from tasks.data_root import resolve_in_root
+from tasks.data_root import resolve_in_root, result_path
 from tasks.errors import ColumnNotNumeric, JobIncomplete
 from tasks.formats import read_chunk
-from tasks.least_squares import Partial, chunk_partial, merge_partials, solve
+from tasks.least_squares import Partial, block_partial, merge_partials, solve
 from workers.app import settings_of
 from workers.progress import mark_chunk_done, record_failure
 
@@ -45,8 +45,8 @@ def regression_map(self: Task, job: dict[str, Any], chunk: dict[str, Any]) -> di
     _reject_infinite(values, path, chunk, used)
 
     complete = ~np.isnan(values).any(axis=1)
-    usable = values[complete]
-    partial = chunk_partial(usable[:, :-1], usable[:, -1], job["intercept"])
+    usable = values if complete.all() else np.asfortranarray(values[complete])
+    partial = block_partial(usable, job["intercept"])
 
     mark_chunk_done(self.app.backend.client, job["job_id"], chunk["index"],
                     settings.result_expires_s)
@@ -108,8 +108,8 @@ def check_complete(chunk_results: list[dict[str, Any]], job: dict[str, Any]) -> 
 
 def write_result(results_dir: Path, result: dict[str, Any]) -> Path:
     """Write ``<results_dir>/<job_id>.json`` atomically and return its path."""
+    final = result_path(results_dir, result["job_id"])
     results_dir.mkdir(parents=True, exist_ok=True)
-    final = results_dir / f"{result['job_id']}.json"
     temporary = final.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(result, indent=2) + "\n")
     temporary.replace(final)

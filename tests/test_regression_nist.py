@@ -5,6 +5,7 @@ as many correct digits as numpy ``lstsq`` reaches on the whole data with each co
 scaled to unit length, minus one.
 """
 
+import hashlib
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 
 from producer.client import Client
 
-NIST_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nist-strd"
+# A copy of the public-domain NIST StRD files, so the suite runs from any clone.
+NIST_ROOT = Path(__file__).resolve().parent / "data" / "nist-strd"
 CERTIFIED = json.loads((NIST_ROOT / "certified.json").read_text())["linear"]
 POLYNOMIAL = {"Pontius", "Filip", "Wampler1", "Wampler2", "Wampler3", "Wampler4",
               "Wampler5"}
@@ -72,6 +74,12 @@ def write_csv(path: Path, features: np.ndarray, target: np.ndarray, names: list[
     rows = [",".join(repr(float(value)) for value in (*row, y))
             for row, y in zip(features, target)]
     path.write_text(",".join([*names, "y"]) + "\n" + "\n".join(rows) + "\n")
+
+
+def test_nist_files_are_the_published_ones() -> None:
+    for name, spec in CERTIFIED.items():
+        digest = hashlib.sha256((NIST_ROOT / spec["file"]).read_bytes()).hexdigest()
+        assert digest == spec["sha256"], name
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, None])

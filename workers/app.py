@@ -5,12 +5,11 @@ from typing import cast
 from celery import Celery
 
 from tasks.errors import ConfigError
+from workers.queues import ALL_QUEUES, MAP_QUEUE, REDUCE_QUEUE, SHARD_LOOKUP_QUEUE
 from workers.settings import Settings
 
-MAP_QUEUE = "map"
-REDUCE_QUEUE = "reduce"
-SHARD_QUEUE = "shard-lookup"
-ALL_QUEUES = (MAP_QUEUE, REDUCE_QUEUE, SHARD_QUEUE)
+__all__ = ["ALL_QUEUES", "MAP_QUEUE", "REDUCE_QUEUE", "TASK_MODULES", "create_app",
+           "settings_of"]
 
 TASK_MODULES = ["tasks.regression", "tasks.shard_lookup"]
 
@@ -43,7 +42,7 @@ def create_app(settings: Settings) -> Celery:
             "lepton.regression.map": {"queue": MAP_QUEUE},
             "lepton.regression.reduce": {"queue": REDUCE_QUEUE},
             # Look-ups go to the owner's own queue, chosen per message by the producer.
-            "lepton.shard.merge": {"queue": SHARD_QUEUE},
+            "lepton.shard.merge": {"queue": SHARD_LOOKUP_QUEUE},
         },
         task_default_queue=REDUCE_QUEUE,
         broker_connection_retry_on_startup=True,

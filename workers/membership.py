@@ -8,7 +8,8 @@ independent of the hosts' clocks. A node that stops cleanly removes itself at on
 that dies drops out when its heartbeat ages past the timeout.
 
 Each node also consumes ``shard.<nodename>``, so a producer can send a shard lookup to
-the node that owns the shard.
+the node that owns the shard. Only nodes that consume the ``shard-lookup`` queue take
+part: a worker pool kept for other kinds of work owns no shards.
 """
 
 import logging
@@ -20,6 +21,7 @@ import redis
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutting_down
 
 from workers.app import settings_of
+from workers.queues import SHARD_LOOKUP_QUEUE
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], seconds - tonumber(ARGV[1]), '+inf')
 """
 
 _heartbeats: dict[str, "Heartbeat"] = {}
+# Nodes of this process that consume look-ups (one, unless embedded in a test).
+_members: set[str] = set()
 
 
 def node_queue(nodename: str) -> str:
@@ -116,16 +120,19 @@ class Heartbeat(threading.Thread):
 
 @celeryd_after_setup.connect
 def _consume_own_queue(sender: str, instance: Any, **_: Any) -> None:
+    queues = instance.app.amqp.queues
+    if queues.consume_from is not None and SHARD_LOOKUP_QUEUE not in queues.consume_from:
+        return
     name = node_queue(sender)
     # Its own direct exchange, as a producer declares it when it first sends there.
-    instance.app.amqp.queues.select_add(name, exchange=name, exchange_type="direct",
-                                        routing_key=name)
+    queues.select_add(name, exchange=name, exchange_type="direct", routing_key=name)
+    _members.add(sender)
 
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any, **_: Any) -> None:
     nodename = sender.hostname
-    if nodename in _heartbeats:
+    if nodename in _heartbeats or nodename not in _members:
         return
     heartbeat = Heartbeat(settings_of(sender.app), nodename)
     # The first beat is synchronous so the node is live once the worker is ready.

@@ -74,5 +74,12 @@ def first_failure(client: redis.Redis, job_id: str) -> tuple[int, str] | None:
     return index, by_index[index]
 
 
+def read_failures(client: redis.Redis, job_id: str) -> dict[int, str]:
+    """Return every recorded failure of a job: chunk index to ``"module.Class: message"``."""
+    errors = client.hgetall(f"{job_key(job_id)}:errors")
+    return {int(key): _text(value) for key, value in sorted(
+        errors.items(), key=lambda item: int(item[0]))}
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -4,8 +4,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from tasks.errors import ConfigError
+from workers.queues import ALL_QUEUES, parse_queues
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class Settings:
     worker_concurrency: int
     result_expires_s: int
     visibility_timeout_s: int
+    worker_queues: tuple[str, ...] = ALL_QUEUES
+    chunk_rows: int | None = None
+    redis_timeout_s: int = 10
     heartbeat_interval_s: float = 2.0
     member_timeout_s: float = 10.0
 
@@ -38,16 +43,20 @@ class Settings:
                                              os.cpu_count() or 1),
             result_expires_s=_positive_int(env, "LEPTON_RESULT_EXPIRES_S", 7 * 86400),
             visibility_timeout_s=_positive_int(env, "LEPTON_VISIBILITY_TIMEOUT_S", 3600),
+            worker_queues=parse_queues(env.get("LEPTON_WORKER_QUEUES") or ",".join(ALL_QUEUES),
+                                       "LEPTON_WORKER_QUEUES"),
+            chunk_rows=_positive_int(env, "LEPTON_CHUNK_ROWS", 0) or None,
+            redis_timeout_s=_positive_int(env, "LEPTON_REDIS_TIMEOUT_S", 10),
             heartbeat_interval_s=_positive_float(env, "LEPTON_HEARTBEAT_INTERVAL_S", 2.0),
             member_timeout_s=_positive_float(env, "LEPTON_MEMBER_TIMEOUT_S", 10.0),
         )
+        for name, url in (("LEPTON_BROKER_URL", settings.broker_url),
+                          ("LEPTON_RESULT_BACKEND", settings.result_backend)):
+            if url:
+                _check_redis_url(name, url)
         if settings.member_timeout_s <= settings.heartbeat_interval_s:
             raise ConfigError("LEPTON_MEMBER_TIMEOUT_S must exceed LEPTON_HEARTBEAT_INTERVAL_S"
                               " or live workers would be dropped between heartbeats")
-        for url in (settings.broker_url, settings.result_backend):
-            if url and not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigError(f"unsupported broker or backend URL {url!r}: use redis://"
-                                  " or rediss://")
         return settings
 
     def with_broker(self, url: str) -> "Settings":
@@ -62,14 +71,39 @@ class Settings:
             "LEPTON_WORKER_CONCURRENCY": str(self.worker_concurrency),
             "LEPTON_RESULT_EXPIRES_S": str(self.result_expires_s),
             "LEPTON_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
+            "LEPTON_WORKER_QUEUES": ",".join(self.worker_queues),
+            "LEPTON_REDIS_TIMEOUT_S": str(self.redis_timeout_s),
             "LEPTON_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "LEPTON_MEMBER_TIMEOUT_S": str(self.member_timeout_s),
         }
+        if self.chunk_rows:
+            env["LEPTON_CHUNK_ROWS"] = str(self.chunk_rows)
         if self.broker_url:
             env["LEPTON_BROKER_URL"] = self.broker_url
         if self.result_backend:
             env["LEPTON_RESULT_BACKEND"] = self.result_backend
         return env
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_redis_url(name: str, url: str) -> None:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}={redact_url(url)!r} is not supported: use redis://, "
+                          "rediss:// or unix://")
+    # Celery refuses a TLS URL that does not say how to check the server's certificate;
+    # saying so here names the variable instead of failing deep inside the backend.
+    if url.startswith("rediss://") and "ssl_cert_reqs=" not in urlsplit(url).query:
+        raise ConfigError(f"{name}={redact_url(url)!r}: a rediss:// URL needs "
+                          "?ssl_cert_reqs=required (with ssl_ca_certs=PATH for a private CA), "
+                          "optional or none")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

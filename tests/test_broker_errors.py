@@ -1,0 +1,111 @@
+"""A producer that cannot use Redis gets a clear BrokerUnavailable quickly, never a hang."""
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_settings
+
+from producer.client import Client
+from producer.local_cluster import RedisServer
+from producer.status import read_status
+from tasks.errors import BrokerUnavailable
+from workers.settings import Settings
+
+PASSWORD = "compose-secret-7f3a"
+QUICK_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def protected_redis() -> Iterator[RedisServer]:
+    """A private redis-server that requires ``PASSWORD`` (no workers: nothing to run)."""
+    server = RedisServer(password=PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    path = tmp_path / "small.csv"
+    path.write_text("x,y\n1,3\n2,5\n3,7\n")
+    return path
+
+
+def producer_calls(client: Client, dataset: Path) -> dict[str, Callable[[], Any]]:
+    return {
+        "submit": lambda: client.submit_regression(dataset, "y", ["x"]),
+        "wait": lambda: client.wait("some-job", progress=False, timeout_s=30),
+        "result": lambda: client.result("some-job"),
+        "status": lambda: read_status(client, "some-job"),
+    }
+
+
+def assert_each_fails_quickly(settings: Settings, dataset: Path, pattern: str) -> None:
+    client = Client(settings)
+    try:
+        for name, call in producer_calls(client, dataset).items():
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable, match=pattern) as raised:
+                call()
+            assert time.monotonic() - started < QUICK_S, name
+            assert PASSWORD not in str(raised.value)
+    finally:
+        client.close()
+
+
+def test_wrong_password_is_a_clear_error_for_every_producer_call(
+        protected_redis: RedisServer, dataset: Path) -> None:
+    url = protected_redis.url.replace(PASSWORD, "not-the-password")
+    settings = make_settings(dataset.parent).with_broker(url)
+
+    assert_each_fails_quickly(settings, dataset,
+                              r"at redis://:\*\*\*@127\.0\.0\.1:\d+/0 refused the password")
+
+
+def test_missing_password_says_that_redis_requires_one(protected_redis: RedisServer,
+                                                        dataset: Path) -> None:
+    url = protected_redis.url.replace(f":{PASSWORD}@", "")
+    settings = make_settings(dataset.parent).with_broker(url)
+
+    assert_each_fails_quickly(settings, dataset, "requires a password")
+
+
+def test_wrong_broker_password_fails_the_publish_without_long_retries(
+        protected_redis: RedisServer, dataset: Path) -> None:
+    wrong = protected_redis.url.replace(PASSWORD, "not-the-password")
+    settings = Settings.from_env({"LEPTON_DATA_ROOT": str(dataset.parent),
+                                  "LEPTON_BROKER_URL": wrong,
+                                  "LEPTON_RESULT_BACKEND": protected_redis.url})
+    client = Client(settings)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BrokerUnavailable, match="refused the password"):
+            client.submit_regression(dataset, "y", ["x"])
+    finally:
+        client.close()
+
+    assert time.monotonic() - started < QUICK_S
+
+
+def test_server_that_never_answers_times_out_instead_of_hanging(dataset: Path) -> None:
+    with socket.socket() as silent:
+        # The kernel accepts connections into the backlog; nothing ever replies.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        settings = Settings.from_env({"LEPTON_DATA_ROOT": str(dataset.parent),
+                                      "LEPTON_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+                                      "LEPTON_REDIS_TIMEOUT_S": "1"})
+        client = Client(settings)
+        try:
+            for name in ("submit", "result"):
+                started = time.monotonic()
+                with pytest.raises(BrokerUnavailable, match="did not answer in time"):
+                    producer_calls(client, dataset)[name]()
+                assert time.monotonic() - started < 5.0, name
+        finally:
+            client.close()

@@ -1,0 +1,54 @@
+"""Chunk planning cuts files at line ends and never loses or repeats a row."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.formats import inspect_dataset, plan_chunks, read_chunk
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 7, 100])
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_csv_chunks_cover_every_row_once(tmp_path: Path, chunk_rows: int,
+                                         trailing_newline: bool) -> None:
+    text = "a,b\n" + "\n".join(f"{row},{row * 10}" for row in range(23))
+    path = tmp_path / "rows.csv"
+    path.write_text(text + ("\n" if trailing_newline else ""))
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "rows.csv", chunk_rows)
+    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
+                        for chunk in chunks])
+
+    assert info.n_rows == 23
+    assert [chunk["rows"] for chunk in chunks] == [
+        min(chunk_rows, 23 - start) for start in range(0, 23, chunk_rows)]
+    np.testing.assert_array_equal(values[:, 0], np.arange(23))
+    assert [chunk["first_line"] for chunk in chunks] == list(range(2, 25, chunk_rows))
+
+
+def test_csv_blank_line_counts_as_a_missing_row(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("a,b\n1,2\n\n3,4\n")
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "blank.csv", 2)
+    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
+                        for chunk in chunks])
+
+    assert values.shape == (3, 2) and np.isnan(values[1]).all()
+
+
+def test_structured_npy_columns_are_its_field_names(tmp_path: Path) -> None:
+    array = np.zeros(5, dtype=[("x", "f8"), ("y", "i4")])
+    array["x"], array["y"] = np.arange(5), np.arange(5) * 2
+    path = tmp_path / "fields.npy"
+    np.save(path, array)
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "fields.npy", 2)
+    values = np.vstack([read_chunk(path, chunk, ["y", "x"], info.columns) for chunk in chunks])
+
+    assert info.columns == ["x", "y"]
+    np.testing.assert_array_equal(values, np.column_stack([np.arange(5) * 2, np.arange(5)]))
