@@ -351,11 +351,11 @@ class ShardClient:
         """Wait for ``result``; between polls check progress, owners and the deadline."""
         owners = {ask.owner for ask in routed}
         while True:
-            try:
-                with translate_redis_errors():
+            with translate_redis_errors():
+                try:
                     return result.get(timeout=POLL_S, propagate=False)
-            except CeleryTimeoutError:
-                pass
+                except CeleryTimeoutError:
+                    pass  # not a Redis timeout: the answer is not there yet
             with translate_redis_errors():
                 if report is not None:
                     report()

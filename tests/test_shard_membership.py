@@ -7,16 +7,19 @@ since they add, stop and kill nodes.
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from producer.local_cluster import WorkerProcess
 from producer.node_cluster import NodeCluster
 from producer.shard_client import ShardClient
 from tasks.placement import shard_of
 from tests.conftest import make_settings
+from workers.app import create_app
 from workers.settings import Settings
 
 HEARTBEAT_S = 0.2
@@ -152,3 +155,22 @@ def test_shards_live_in_the_data_root_so_nothing_is_lost(nodes: NodeCluster,
     result = shards.lookup("numbers", keys, timeout_s=WAIT_S, progress=False)
     assert result.n_missing == 0 and len(result.frame) == ROWS
     assert Path(nodes.settings.data_root / "lepton-shards" / "numbers").is_dir()
+
+
+def test_a_worker_that_does_not_consume_lookups_owns_no_shards(nodes: NodeCluster,
+                                                               shards: ShardClient) -> None:
+    settings = replace(nodes.settings, worker_queues=("map",))
+    bystander = WorkerProcess(settings, 1, "map-only@localhost")
+    bystander.start()
+    app = create_app(settings)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not app.control.ping(destination=[bystander.name], timeout=0.3):
+            bystander.check_alive()
+            assert time.monotonic() < deadline, "the map-only worker did not start"
+        # A member beats in worker_ready, before its consumer answers the first ping.
+
+        assert bystander.name not in shards.info("numbers")["members"]
+    finally:
+        app.close()
+        bystander.stop()
