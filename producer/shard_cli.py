@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from producer.node_cluster import connect_shards
-from producer.shard_client import DEFAULT_SHARDS, LookupResult, build_shards
+from producer.shard_build import DEFAULT_SHARDS, build_shards
+from producer.shard_client import LookupResult
 from producer.shard_keys import KEYS_FORMATS
 from tasks.errors import UnsupportedFormat
 from tasks.sharding import NULL_POLICIES

@@ -1,7 +1,6 @@
 """The producer's API for shard sets: build one, look keys up on the owners, describe it."""
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -17,13 +16,13 @@ from pyarrow import feather
 from tqdm import tqdm
 
 from producer.client import Client, JobTimeout, _rebuild_error, translate_redis_errors
+from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_keys import normalize_keys, read_keys_file
 from producer.shard_routing import RoutedAsk, route_keys
-from tasks.data_root import relative_to_root
-from tasks.errors import DatasetNotFound, EmptyKeys, JobFailed, LeptonError, NoLiveWorkers
+from tasks.errors import EmptyKeys, JobFailed, LeptonError, NoLiveWorkers
 from tasks.placement import KeyValue
 from tasks.shard_index import merge_answers, table_from_text, table_to_text
-from tasks.sharding import MANIFEST, Manifest, build_shard_set, read_manifest, shard_set_dir
+from tasks.sharding import MANIFEST, Manifest, read_manifest, shard_set_dir
 from workers.lookup_payloads import ask_key, store_tables
 from workers.membership import live_members, node_queue
 from workers.placement_store import PlacementRecord, current_placement
@@ -32,7 +31,6 @@ from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SHARDS = 64
 GET_TIMEOUT_S = 30.0
 # Waits wake at once on a result (Redis pub/sub); this only paces the liveness checks.
 POLL_S = 0.2
@@ -59,32 +57,6 @@ class LookupResult:
     elapsed_s: float
     job_id: str | None = None
     path: Path | None = None
-
-
-def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
-                 name: str | None = None, nulls: str = "refuse", *,
-                 settings: Settings | None = None, progress: bool = True) -> Manifest:
-    """Partition a CSV or Parquet dataset into ``shards`` Parquet shards under the data root.
-
-    ``name`` defaults to the file's stem. ``nulls`` is ``"refuse"`` (rows with an empty
-    key raise) or ``"set-aside"``. Runs on this machine; no worker is needed.
-    """
-    settings = settings or Settings.from_env()
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DatasetNotFound(f"{path}: no such file")
-    name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
-    try:
-        source = relative_to_root(path, settings.data_root)
-    except LeptonError:
-        source = str(path.resolve())
-    with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
-              desc=f"build {name}") as bar:
-        manifest = build_shard_set(path.resolve(), source, key, shards, name,
-                                   settings.data_root, nulls, on_shard=lambda _: bar.update(1))
-    logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,
-                manifest.rows, manifest.null_rows)
-    return manifest
 
 
 class OwnersChanged(LeptonError):
@@ -134,6 +106,10 @@ class ShardClient:
         """Build a shard set under this cluster's data root (see :func:`build_shards`)."""
         return build_shards(path, key, shards, name, nulls, settings=self.settings,
                             progress=progress)
+
+    def placement(self, name: str) -> PlacementRecord:
+        """Return the owner of every shard of ``name`` on the live workers, and its history."""
+        return self._placement(self.manifest(name))
 
     def info(self, name: str) -> dict[str, Any]:
         """Describe a shard set and its placement on the live workers."""

@@ -14,6 +14,7 @@ from producer.local_cluster import LocalCluster
 from producer.shard_client import ShardClient
 from tasks.errors import (
     ColumnNotFound,
+    DatasetError,
     EmptyKeys,
     ShardSetNotFound,
     UnsupportedKeyType,
@@ -201,3 +202,9 @@ def test_command_line_reports_an_unknown_shard_set_without_a_traceback(
                           timeout=TIMEOUT_S)
     assert done.returncode == 1
     assert done.stderr.startswith("lepton: error: no shard set named 'absent'")
+
+
+def test_a_shard_count_below_one_is_refused(shards: ShardClient, data_root: Path) -> None:
+    keyed_frame(np.random.default_rng(6), 10, "int").to_csv(data_root / "few.csv", index=False)
+    with pytest.raises(DatasetError, match="shard count must be at least 1, got 0"):
+        shards.build(data_root / "few.csv", "key", shards=0, progress=False)

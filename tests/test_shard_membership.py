@@ -59,7 +59,7 @@ def keys_owned_by(shards: ShardClient, node: str, count: int) -> list[int]:
     """Stored keys (and one missing) whose shards ``node`` owns now."""
     owners = shards.info("numbers")
     assert node in owners["members"]
-    placement = shards._placement(shards.manifest("numbers"))
+    placement = shards.placement("numbers")
     owned = [key for key in range(0, 3 * ROWS, 3)
              if placement.owners[shard_of(key, SHARDS)] == node]
     missing = next(key for key in range(1, 3 * ROWS, 3)
