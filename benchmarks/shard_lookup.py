@@ -96,14 +96,16 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 99) * 1e3)
 
 
-def plot(lepton_s: list[float], baseline_s: list[float], path: Path) -> None:
+def plot(lepton_s: list[float], baseline_s: list[float], floor_s: list[float],
+         path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4))
-    for label, seconds in (("lepton get (one key)", lepton_s), ("redis HGET", baseline_s)):
+    for label, seconds in (("lepton get (one key)", lepton_s), ("redis HGET", baseline_s),
+                           ("celery no-op round trip", floor_s)):
         values = np.sort(np.asarray(seconds) * 1e3)
         axes.plot(values, np.arange(1, len(values) + 1) / len(values), label=label)
     axes.axvline(10, color="grey", linestyle=":", label="p99 target 10 ms")
@@ -169,7 +171,7 @@ def main() -> None:
             baseline.close()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         report(args, lepton_many, redis_many, lepton_single, redis_single, floor)
-        plot(lepton_single, redis_single, args.plot)
+        plot(lepton_single, redis_single, floor, args.plot)
         print(f"wrote {args.plot}")
 
 
