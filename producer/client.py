@@ -18,6 +18,7 @@ from producer.task_labels import chunk_label, reduce_label
 from tasks import errors
 from tasks.errors import BrokerUnavailable, JobFailed, JobNotFound, LeptonError
 from workers.app import create_app
+from workers.checkpoints import not_finished_error
 from workers.progress import count_done, first_failure, read_job, record_job
 from workers.settings import Settings, redact_url
 
@@ -128,6 +129,8 @@ class Client:
         if description is None:
             raise JobNotFound(f"no job or result {job_id} (results expire after "
                               f"{self.settings.result_expires_s} s)")
+        if description.get("kind") == "optimization":
+            raise not_finished_error(self.redis, job_id)
         done = count_done(self.redis, job_id)
         raise LeptonError(f"job {job_id} is still running: {done}/"
                           f"{description['n_chunks']} chunks done")

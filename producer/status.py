@@ -12,11 +12,12 @@ from typing import Any
 
 from producer.client import Client, translate_redis_errors
 from tasks.errors import JobNotFound, LeptonError
+from workers.checkpoints import optimization_state
 from workers.progress import count_done, read_failures, read_job
 from workers.settings import Settings
 
 # Result keys worth a line in the status; the full result is ``lepton result JOB_ID``.
-SUMMARY_KEYS = ("r_squared", "n_rows", "n_dropped", "elapsed_s")
+SUMMARY_KEYS = ("r_squared", "n_rows", "n_dropped", "best_f", "evaluations", "elapsed_s")
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class JobStatus:
     """What is known about a job.
 
     ``state`` is one of ``QUEUED`` (no chunk done yet), ``RUNNING``, ``REDUCING`` (every
-    chunk done, result not stored yet), ``SUCCESS``, ``FAILURE``.
+    chunk done, result not stored yet), ``SUCCESS``, ``FAILURE``, and ``STOPPED`` for an
+    optimisation stopped before its end (its generations count as chunks).
     """
 
     job_id: str
@@ -54,10 +56,13 @@ def read_status(client: Client, job_id: str) -> JobStatus:
     total = int(description.get("n_chunks", result.get("n_chunks", 0)))
     if meta["status"] == "FAILURE" and not errors:
         errors = {-1: _failure_text(meta["result"])}
+    state = _state(meta["status"], done, total, errors)
+    if description.get("kind") == "optimization" and state not in ("SUCCESS", "FAILURE"):
+        state = optimization_state(client.redis, job_id, state)
     return JobStatus(
         job_id=job_id,
         kind=str(description.get("kind", result.get("kind", "unknown"))),
-        state=_state(meta["status"], done, total, errors),
+        state=state,
         chunks_done=total if meta["status"] == "SUCCESS" else done,
         chunks_total=total,
         errors=errors,

@@ -81,6 +81,26 @@ class ClusterError(LeptonError):
     """The local Redis or worker processes failed to start or died."""
 
 
+class OptimizationError(LeptonError):
+    """An optimisation job cannot run as asked."""
+
+
+class UnknownObjective(OptimizationError):
+    """No objective is registered under the requested name."""
+
+
+class InvalidBounds(OptimizationError):
+    """A bound is not finite, or a lower bound is not below its upper bound."""
+
+
+class InvalidSearchSetting(OptimizationError):
+    """A dimension, population, generation count, batch size, seed or target is invalid."""
+
+
+class JobStopped(OptimizationError):
+    """An optimisation job stopped before finishing; ``lepton resume`` continues it."""
+
+
 class ShardSetNotFound(LeptonError):
     """No shard set is built under this name."""
 

@@ -22,6 +22,7 @@ def make_settings(data_root: Path) -> Settings:
         "LEPTON_DATA_ROOT": str(data_root),
         "LEPTON_RESULTS_DIR": str(data_root / "results"),
         "LEPTON_RESULT_EXPIRES_S": "3600",
+        "LEPTON_OBJECTIVES_MODULE": "tests.objective_fixtures",
     })
 
 

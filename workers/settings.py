@@ -24,6 +24,7 @@ class Settings:
     worker_queues: tuple[str, ...] = ALL_QUEUES
     chunk_rows: int | None = None
     redis_timeout_s: int = 10
+    objectives_module: str | None = None
     heartbeat_interval_s: float = 2.0
     member_timeout_s: float = 10.0
 
@@ -47,6 +48,7 @@ class Settings:
                                        "LEPTON_WORKER_QUEUES"),
             chunk_rows=_positive_int(env, "LEPTON_CHUNK_ROWS", 0) or None,
             redis_timeout_s=_positive_int(env, "LEPTON_REDIS_TIMEOUT_S", 10),
+            objectives_module=_module_name(env, "LEPTON_OBJECTIVES_MODULE"),
             heartbeat_interval_s=_positive_float(env, "LEPTON_HEARTBEAT_INTERVAL_S", 2.0),
             member_timeout_s=_positive_float(env, "LEPTON_MEMBER_TIMEOUT_S", 10.0),
         )
@@ -82,6 +84,8 @@ class Settings:
             env["LEPTON_BROKER_URL"] = self.broker_url
         if self.result_backend:
             env["LEPTON_RESULT_BACKEND"] = self.result_backend
+        if self.objectives_module:
+            env["LEPTON_OBJECTIVES_MODULE"] = self.objectives_module
         return env
 
 
@@ -117,6 +121,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _module_name(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not all(part.isidentifier() for part in raw.split(".")):
+        raise ConfigError(f"{name}={raw!r} is not a dotted module name")
+    return raw
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:

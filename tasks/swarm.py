@@ -1,0 +1,80 @@
+"""The particle swarm's generation step: global-best PSO with inertia inside box bounds.
+
+Each particle ``i`` keeps its position ``x_i``, velocity ``v_i`` and the best position
+``p_i`` it has visited; ``g`` is the best position of the whole swarm. One step, with
+fresh uniform draws ``r1, r2`` in [0, 1) per particle and dimension, is
+
+    v_i <- w v_i + c1 r1 (p_i - x_i) + c2 r2 (g - x_i),   clipped to +-v_max
+    x_i <- x_i + v_i,                                      clipped to the bounds
+
+where a coordinate stopped by a bound loses its velocity, so particles do not keep
+pushing against the wall. The defaults ``w = 0.7298``, ``c1 = c2 = 1.49618`` are the
+constriction coefficients of Clerc and Kennedy, under which the swarm converges
+without an explicit velocity schedule.
+
+Plain numpy: every random draw comes from the generator passed in.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SwarmParams:
+    """Update coefficients (dimensionless); ``max_speed`` is a fraction of the bound width."""
+
+    inertia: float = 0.7298
+    cognitive: float = 1.49618
+    social: float = 1.49618
+    max_speed: float = 0.2
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """A swarm of P particles in D dimensions; every array is float64.
+
+    ``positions``, ``velocities`` and ``best_positions`` have shape (P, D);
+    ``best_fitness`` (P,) is the fitness at ``best_positions`` (``+inf`` before the
+    first evaluation or while every evaluation of that particle failed).
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    best_positions: np.ndarray
+    best_fitness: np.ndarray
+
+
+def initial_swarm(rng: np.random.Generator, population: int, lower: np.ndarray,
+                  upper: np.ndarray, params: SwarmParams = SwarmParams()) -> Swarm:
+    """Return particles placed uniformly in the box with uniform velocities in +-v_max."""
+    width = upper - lower
+    positions = lower + rng.random((population, lower.size)) * width
+    speed_limit = params.max_speed * width
+    velocities = (2.0 * rng.random((population, lower.size)) - 1.0) * speed_limit
+    return Swarm(positions, velocities, positions.copy(), np.full(population, np.inf))
+
+
+def next_swarm(swarm: Swarm, fitness: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+               rng: np.random.Generator, params: SwarmParams = SwarmParams()) -> Swarm:
+    """Return the swarm after one step, given the fitness (P,) of its current positions.
+
+    Lower fitness is better; a failed evaluation must be given ``+inf`` (never NaN).
+    """
+    improved = fitness < swarm.best_fitness
+    best_positions = np.where(improved[:, None], swarm.positions, swarm.best_positions)
+    best_fitness = np.where(improved, fitness, swarm.best_fitness)
+    leader = best_positions[int(np.argmin(best_fitness))]
+
+    pull_own = rng.random(swarm.positions.shape)
+    pull_leader = rng.random(swarm.positions.shape)
+    speed_limit = params.max_speed * (upper - lower)
+    velocities = (params.inertia * swarm.velocities
+                  + params.cognitive * pull_own * (best_positions - swarm.positions)
+                  + params.social * pull_leader * (leader - swarm.positions))
+    velocities = np.clip(velocities, -speed_limit, speed_limit)
+
+    moved = swarm.positions + velocities
+    positions = np.clip(moved, lower, upper)
+    velocities = np.where(positions != moved, 0.0, velocities)
+    return Swarm(positions, velocities, best_positions, best_fitness)
