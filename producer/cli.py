@@ -19,7 +19,8 @@ logger = logging.getLogger("lepton")
 PLOT_SAMPLE_ROWS = 5000
 
 # Modules that add their own subcommands through ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = ["producer.status", "producer.optimization_cli"]
+COMMAND_MODULES: list[str] = ["producer.status", "producer.optimization_cli",
+                              "producer.shard_cli"]
 
 
 def main(argv: list[str] | None = None) -> int:

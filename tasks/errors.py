@@ -99,3 +99,23 @@ class InvalidSearchSetting(OptimizationError):
 
 class JobStopped(OptimizationError):
     """An optimisation job stopped before finishing; ``lepton resume`` continues it."""
+
+
+class ShardSetNotFound(LeptonError):
+    """No shard set is built under this name."""
+
+
+class NullKeys(DatasetError):
+    """The key column holds empty values and the user asked to refuse them."""
+
+
+class UnsupportedKeyType(DatasetError):
+    """The key column is neither integer nor string, or a key does not match its type."""
+
+
+class EmptyKeys(DatasetError):
+    """A keys file or key list holds no keys."""
+
+
+class NoLiveWorkers(LeptonError):
+    """No worker has sent a heartbeat recently enough to own shards."""

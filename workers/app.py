@@ -5,13 +5,19 @@ from typing import cast
 from celery import Celery
 
 from tasks.errors import ConfigError
-from workers.queues import ALL_QUEUES, FITNESS_QUEUE, MAP_QUEUE, REDUCE_QUEUE
+from workers.queues import (
+    ALL_QUEUES,
+    FITNESS_QUEUE,
+    MAP_QUEUE,
+    REDUCE_QUEUE,
+    SHARD_LOOKUP_QUEUE,
+)
 from workers.settings import Settings
 
 __all__ = ["ALL_QUEUES", "MAP_QUEUE", "REDUCE_QUEUE", "TASK_MODULES", "create_app",
            "settings_of"]
 
-TASK_MODULES = ["tasks.regression", "tasks.optimization"]
+TASK_MODULES = ["tasks.regression", "tasks.optimization", "tasks.shard_lookup"]
 
 
 def create_app(settings: Settings) -> Celery:
@@ -44,6 +50,8 @@ def create_app(settings: Settings) -> Celery:
             "lepton.optimization.fitness": {"queue": FITNESS_QUEUE},
             # The step too: a long optimisation keeps to its own queue and pool.
             "lepton.optimization.generation": {"queue": FITNESS_QUEUE},
+            # Look-ups go to the owner's own queue, chosen per message by the producer.
+            "lepton.shard.merge": {"queue": SHARD_LOOKUP_QUEUE},
         },
         task_default_queue=REDUCE_QUEUE,
         broker_connection_retry_on_startup=True,

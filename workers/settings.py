@@ -25,6 +25,8 @@ class Settings:
     chunk_rows: int | None = None
     redis_timeout_s: int = 10
     objectives_module: str | None = None
+    heartbeat_interval_s: float = 2.0
+    member_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -47,11 +49,16 @@ class Settings:
             chunk_rows=_positive_int(env, "LEPTON_CHUNK_ROWS", 0) or None,
             redis_timeout_s=_positive_int(env, "LEPTON_REDIS_TIMEOUT_S", 10),
             objectives_module=_module_name(env, "LEPTON_OBJECTIVES_MODULE"),
+            heartbeat_interval_s=_positive_float(env, "LEPTON_HEARTBEAT_INTERVAL_S", 2.0),
+            member_timeout_s=_positive_float(env, "LEPTON_MEMBER_TIMEOUT_S", 10.0),
         )
         for name, url in (("LEPTON_BROKER_URL", settings.broker_url),
                           ("LEPTON_RESULT_BACKEND", settings.result_backend)):
             if url:
                 _check_redis_url(name, url)
+        if settings.member_timeout_s <= settings.heartbeat_interval_s:
+            raise ConfigError("LEPTON_MEMBER_TIMEOUT_S must exceed LEPTON_HEARTBEAT_INTERVAL_S"
+                              " or live workers would be dropped between heartbeats")
         return settings
 
     def with_broker(self, url: str) -> "Settings":
@@ -68,6 +75,8 @@ class Settings:
             "LEPTON_VISIBILITY_TIMEOUT_S": str(self.visibility_timeout_s),
             "LEPTON_WORKER_QUEUES": ",".join(self.worker_queues),
             "LEPTON_REDIS_TIMEOUT_S": str(self.redis_timeout_s),
+            "LEPTON_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
+            "LEPTON_MEMBER_TIMEOUT_S": str(self.member_timeout_s),
         }
         if self.chunk_rows:
             env["LEPTON_CHUNK_ROWS"] = str(self.chunk_rows)
@@ -119,3 +128,16 @@ def _module_name(env: Mapping[str, str], name: str) -> str | None:
     if raw is not None and not all(part.isidentifier() for part in raw.split(".")):
         raise ConfigError(f"{name}={raw!r} is not a dotted module name")
     return raw
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
