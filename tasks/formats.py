@@ -30,7 +30,7 @@ from tasks.errors import (
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
-SCAN_BLOCK_BYTES = 64 * 1024 * 1024
+SCAN_BLOCK_BYTES = 4 * 1024 * 1024
 
 # Rows read up front to tell numeric columns from text ones before anything is queued.
 CSV_SAMPLE_ROWS = 1000
@@ -184,29 +184,32 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
         boundaries = [data_start]
         lines_seen = 0
         offset = data_start
+        next_cut = chunk_rows
+        ends_with_newline = True
         while offset < size:
-            block = np.frombuffer(handle.read(SCAN_BLOCK_BYTES), dtype=np.uint8)
-            line_ends = np.flatnonzero(block == 10) + offset + 1
-            first_cut = chunk_rows - lines_seen % chunk_rows - 1
-            boundaries.extend(line_ends[first_cut::chunk_rows].tolist())
-            lines_seen += len(line_ends)
+            block = handle.read(SCAN_BLOCK_BYTES)
+            # Counting newlines runs at memory speed; their positions are only needed
+            # in the few blocks where a chunk ends.
+            count = block.count(b"\n")
+            if lines_seen + count >= next_cut:
+                line_ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+                cuts = line_ends[next_cut - lines_seen - 1::chunk_rows] + offset + 1
+                boundaries.extend(cuts.tolist())
+                next_cut += chunk_rows * len(cuts)
+            lines_seen += count
             offset += len(block)
+            ends_with_newline = block.endswith(b"\n")
+    if offset > data_start and not ends_with_newline:
+        lines_seen += 1  # a last line without its newline is still a row
     if boundaries[-1] < size:
         boundaries.append(size)
     pieces = []
     first_line = 2
     for start, end in zip(boundaries[:-1], boundaries[1:]):
-        rows = _lines_in(path, start, end) if end == size else chunk_rows
+        rows = min(chunk_rows, lines_seen - (first_line - 2))
         pieces.append({"start": start, "end": end, "first_line": first_line, "rows": rows})
         first_line += rows
     return pieces
-
-
-def _lines_in(path: Path, start: int, end: int) -> int:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        data = handle.read(end - start)
-    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
 def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
