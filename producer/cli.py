@@ -119,15 +119,20 @@ def run_regress(args: argparse.Namespace) -> int:
     result = regress(args.path, args.target, features, intercept=not args.no_intercept,
                      chunk_rows=args.chunk_rows, workers=args.workers, settings=settings)
     print(format_result(result))
-    print(f"result: {settings.results_dir / (result['job_id'] + '.json')}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    save_result(result, settings, args.out)
     if args.plot:
         write_plot(result, args.path, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def save_result(result: dict[str, Any], settings: Settings, out: Path | None) -> None:
+    """Say where the workers wrote the result, and write a copy to ``out`` if asked."""
+    print(f"result: {settings.results_dir / (result['job_id'] + '.json')}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
 
 
 def write_plot(result: dict[str, Any], path: Path, plot_path: Path) -> None:

@@ -98,21 +98,10 @@ class Client:
         if description is None:
             raise JobNotFound(f"no job {job_id} in this cluster")
         total = int(description["n_chunks"])
-        started = time.monotonic()
-        delay = POLL_START_S
         with tqdm(total=total, unit="chunk", disable=not progress, leave=False,
                   desc=f"{description['kind']} {job_id[:8]}") as bar:
-            while True:
-                with translate_redis_errors(self.settings.broker_url):
-                    outcome = self._poll(job_id, bar)
-                if outcome is not None:
-                    return outcome
-                if health_check is not None:
-                    health_check()
-                if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    raise JobTimeout(f"job {job_id} did not finish within {timeout_s} s")
-                time.sleep(delay)
-                delay = min(POLL_MAX_S, delay * 1.5)
+            return poll_until_done(lambda: self._poll(job_id, bar), job_id,
+                                   self.settings.broker_url, timeout_s, health_check)
 
     def result(self, job_id: str) -> dict[str, Any]:
         """Return a finished job's result from the backend or the results directory."""
@@ -142,7 +131,7 @@ class Client:
             return dict(meta["result"])
         failure = first_failure(self.redis, job_id)
         if failure is not None:
-            raise _rebuild_error(*failure)
+            raise rebuild_error(*failure)
         if meta["status"] == "FAILURE":
             raise self._failure_of(job_id, meta["result"])
         bar.update(count_done(self.redis, job_id) - bar.n)
@@ -157,9 +146,32 @@ class Client:
             # The worker records the chunk's error just after it fails the chord.
             failure = first_failure(self.redis, job_id)
             if failure is not None:
-                return _rebuild_error(*failure)
+                return rebuild_error(*failure)
             time.sleep(0.05)
         return _job_error(job_id, error)
+
+
+def poll_until_done(poll: Callable[[], dict[str, Any] | None], job_id: str,
+                    broker_url: str | None, timeout_s: float | None,
+                    health_check: Callable[[], None] | None) -> dict[str, Any]:
+    """Call ``poll`` with a growing pause until it returns a result, and return it.
+
+    Redis errors become :class:`BrokerUnavailable`; ``health_check`` runs between polls
+    and may raise; past ``timeout_s`` seconds, :class:`JobTimeout` is raised.
+    """
+    started = time.monotonic()
+    delay = POLL_START_S
+    while True:
+        with translate_redis_errors(broker_url):
+            outcome = poll()
+        if outcome is not None:
+            return outcome
+        if health_check is not None:
+            health_check()
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise JobTimeout(f"job {job_id} did not finish within {timeout_s} s")
+        time.sleep(delay)
+        delay = min(POLL_MAX_S, delay * 1.5)
 
 
 def _job_error(job_id: str, error: Any) -> LeptonError:
@@ -167,13 +179,13 @@ def _job_error(job_id: str, error: Any) -> LeptonError:
         message = error.get("exc_message")
         if isinstance(message, (list, tuple)):
             message = " ".join(str(part) for part in message)
-        return _rebuild_error(-1, f"{error.get('exc_module')}.{error['exc_type']}: {message}")
+        return rebuild_error(-1, f"{error.get('exc_module')}.{error['exc_type']}: {message}")
     if isinstance(error, LeptonError):
         return error
     return JobFailed(f"job {job_id} failed: {type(error).__name__}: {error}")
 
 
-def _rebuild_error(chunk_index: int, text: str) -> LeptonError:
+def rebuild_error(chunk_index: int, text: str) -> LeptonError:
     """Turn ``"module.Class: message"`` recorded by a worker back into a Lepton error."""
     qualified, _, message = text.partition(": ")
     module, _, name = qualified.rpartition(".")

@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +16,9 @@ from typing import Any
 from tqdm import tqdm
 
 from producer.client import (
-    POLL_MAX_S,
-    POLL_START_S,
     Client,
-    JobTimeout,
-    _rebuild_error,
+    poll_until_done,
+    rebuild_error,
     translate_redis_errors,
 )
 from producer.run import connect
@@ -112,21 +109,10 @@ def wait_optimization(client: Client, job_id: str, progress: bool = True,
     if checkpoint is None:
         return client.result(job_id)
     config = SearchConfig.from_json(checkpoint.config)
-    started = time.monotonic()
-    delay = POLL_START_S
     with tqdm(total=config.generations, unit="gen", disable=not progress, leave=False,
               desc=f"{config.algorithm} {config.objective}") as bar:
-        while True:
-            with translate_redis_errors(client.settings.broker_url):
-                outcome = _poll(client, job_id, bar)
-            if outcome is not None:
-                return outcome
-            if health_check is not None:
-                health_check()
-            if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise JobTimeout(f"job {job_id} did not finish within {timeout_s} s")
-            time.sleep(delay)
-            delay = min(POLL_MAX_S, delay * 1.5)
+        return poll_until_done(lambda: _poll(client, job_id, bar), job_id,
+                               client.settings.broker_url, timeout_s, health_check)
 
 
 def stop_optimization(client: Client, job_id: str) -> Progress:
@@ -246,7 +232,7 @@ def _poll(client: Client, job_id: str, bar: tqdm) -> dict[str, Any] | None:
         return result
     if progress.status == "failed":
         text = progress.error or "unknown error"
-        error = _rebuild_error(-1, text)
+        error = rebuild_error(-1, text)
         raise error if not isinstance(error, JobFailed) else JobFailed(
             f"job {job_id} failed: {text}")
     if progress.status == "stopped":
@@ -254,5 +240,5 @@ def _poll(client: Client, job_id: str, bar: tqdm) -> dict[str, Any] | None:
                          f"run `lepton resume {job_id}` to continue")
     failure = first_failure(client.redis, job_id)
     if failure is not None:
-        raise _rebuild_error(*failure)
+        raise rebuild_error(*failure)
     return None

@@ -1,7 +1,6 @@
 """The ``lepton optimize``, ``lepton resume`` and ``lepton stop`` commands."""
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -192,14 +191,11 @@ def _watch(client: Client, job_id: str, cluster: LocalCluster | None) -> dict[st
 
 
 def _report(result: dict[str, Any], args: argparse.Namespace, settings: Settings) -> None:
+    from producer.cli import save_result
     from producer.optimization_plot import plot_convergence
 
     print(format_result(result))
-    print(f"result: {settings.results_dir / (result['job_id'] + '.json')}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    save_result(result, settings, args.out)
     plot_path = args.plot or settings.results_dir / f"{result['job_id']}.png"
     plot_convergence(result, plot_path)
     print(f"wrote {plot_path}")

@@ -15,7 +15,7 @@ from celery.result import AsyncResult
 from pyarrow import feather
 from tqdm import tqdm
 
-from producer.client import Client, JobTimeout, _rebuild_error, translate_redis_errors
+from producer.client import Client, JobTimeout, rebuild_error, translate_redis_errors
 from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_keys import normalize_keys, read_keys_file
 from producer.shard_routing import RoutedAsk, route_keys
@@ -312,14 +312,14 @@ class ShardClient:
             def report() -> None:
                 failure = first_failure(self.client.redis, job_id)
                 if failure is not None:
-                    raise _rebuild_error(*failure)
+                    raise rebuild_error(*failure)
                 bar.update(count_done(self.client.redis, job_id) - bar.n)
 
             value = self._await_one(result, routed, deadline, report)
             bar.update(bar.total - bar.n)
         if result.failed():
             failure = first_failure(self.client.redis, job_id)
-            raise _rebuild_error(*failure) if failure else _task_error(value)
+            raise rebuild_error(*failure) if failure else _task_error(value)
         return dict(value)
 
     def _await_one(self, result: AsyncResult, routed: Sequence[RoutedAsk],
