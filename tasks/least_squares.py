@@ -214,21 +214,22 @@ def solve(merged: Partial, feature_names: list[str], target_name: str,
     scaled_coef = _solve_upper(r_design, r_full[:n_coef, n_coef])
     coefficients = scaled_coef * scale[n_coef] / scale[:n_coef]
 
-    rss = _residual_sum_of_squares(r_full, n_coef) * scale[n_coef] ** 2
-    sigma = float(np.sqrt(rss / (merged.rows - n_coef)))
+    # Norms stay in the scaled domain until the end: squaring a column of 1e200 overflows.
+    residual_norm = _residual_norm(r_full, n_coef)
+    sigma = float(residual_norm / np.sqrt(merged.rows - n_coef) * scale[n_coef])
     inverse = _solve_upper(r_design, np.eye(n_coef))
     std_errors = sigma * np.sqrt(np.sum(inverse * inverse, axis=1)) / scale[:n_coef]
 
-    r_squared = 1.0 - rss / _total_sum_of_squares(r_full, scale, n_coef, intercept)
+    r_squared = 1.0 - (residual_norm / _total_norm(r_full, n_coef, intercept)) ** 2
     return Fit(coefficients, std_errors, float(r_squared), sigma,
                _condition_number(r_design), merged.rows)
 
 
-def _total_sum_of_squares(r_full: np.ndarray, scale: np.ndarray, n_coef: int,
-                          intercept: bool) -> float:
+def _total_norm(r_full: np.ndarray, n_coef: int, intercept: bool) -> float:
+    """Square root of the total sum of squares, in the target's scaled units."""
     # Centred with an intercept (row 0 holds the mean), uncentred without, as NIST does.
     first_row = 1 if intercept else 0
-    return float(np.sum(r_full[first_row:, n_coef] ** 2)) * scale[n_coef] ** 2
+    return float(np.linalg.norm(r_full[first_row:, n_coef]))
 
 
 def _check_rows_and_constants(merged: Partial, r_full: np.ndarray, feature_names: list[str],
@@ -265,13 +266,14 @@ def _check_collinearity(r_factor: np.ndarray, names: list[str], rows: int) -> No
             )
 
 
-def _residual_sum_of_squares(r_factor: np.ndarray, n_coef: int) -> float:
-    residual = float(r_factor[n_coef, n_coef])
+def _residual_norm(r_factor: np.ndarray, n_coef: int) -> float:
+    """Square root of the residual sum of squares, in the target's scaled units."""
+    residual = abs(float(r_factor[n_coef, n_coef]))
     target_norm = float(np.linalg.norm(r_factor[:, n_coef]))
     # A residual at rounding level of the target is an exact fit, not noise.
-    if abs(residual) <= EPS * (n_coef + 1) * target_norm:
+    if residual <= EPS * (n_coef + 1) * target_norm:
         return 0.0
-    return residual * residual
+    return residual
 
 
 def _solve_upper(upper: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -95,3 +95,19 @@ def test_reduce_refuses_missing_and_duplicated_chunks() -> None:
         check_complete([{**chunk, "chunk": 0}, {**chunk, "chunk": 1},
                         {"rows_read": 9, "chunk": 2}], job)
     check_complete([{**chunk, "chunk": index} for index in (2, 0, 1)], job)
+
+
+def test_huge_values_give_finite_errors_and_r_squared() -> None:
+    rng = np.random.default_rng(6)
+    features = rng.normal(size=(300, 2))
+    target = features @ [1.0, -2.0] + rng.normal(size=300)
+    small = solve(merge_partials(partials_of(features, target, [100])), ["a", "b"], "y",
+                  True)
+
+    huge = solve(merge_partials(partials_of(features * 1e200, target * 1e200, [100])),
+                 ["a", "b"], "y", True)
+
+    assert huge.r_squared == pytest.approx(small.r_squared, rel=1e-12)
+    np.testing.assert_allclose(huge.std_errors / [1e200, 1.0, 1.0], small.std_errors,
+                               rtol=1e-10)
+    assert huge.residual_std == pytest.approx(small.residual_std * 1e200, rel=1e-12)
