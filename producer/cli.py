@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from producer.arguments import job_id, plot_path, positive_int
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
@@ -61,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="fit arrival delay on the 2013 NYC flights")
-    demo.add_argument("--workers", type=int, default=None)
-    demo.add_argument("--chunk-rows", type=int, default=None)
+    demo.add_argument("--workers", type=positive_int, default=None)
+    demo.add_argument("--chunk-rows", type=positive_int, default=None)
     demo.add_argument("--out", type=Path, default=None)
-    demo.add_argument("--plot", type=Path, default=None)
+    demo.add_argument("--plot", type=plot_path, default=None)
     demo.set_defaults(handler=run_demo)
 
     fit = commands.add_parser("regress", help="least-squares regression over a dataset")
@@ -73,17 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--features", default=None,
                      help="comma-separated columns (default: every other numeric column)")
     fit.add_argument("--no-intercept", action="store_true")
-    fit.add_argument("--chunk-rows", type=int, default=None)
-    fit.add_argument("--workers", type=int, default=None,
+    fit.add_argument("--chunk-rows", type=positive_int, default=None)
+    fit.add_argument("--workers", type=positive_int, default=None,
                      help="worker processes of the local cluster (default: one per core)")
     fit.add_argument("--out", type=Path, default=None, help="also write the result here")
-    fit.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
+    fit.add_argument("--plot", type=plot_path, default=None, help="write a PNG plot here")
     fit.add_argument("--detach", action="store_true",
                      help="print the job id and return (needs LEPTON_BROKER_URL)")
     fit.set_defaults(handler=run_regress)
 
     result = commands.add_parser("result", help="print the result of a job")
-    result.add_argument("job_id")
+    result.add_argument("job_id", type=job_id)
     result.set_defaults(handler=run_result)
 
     worker = commands.add_parser("worker", help="run a worker for LEPTON_BROKER_URL")
@@ -174,6 +175,8 @@ def run_result(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Start a worker in this process (see ``lepton worker --help``)."""
+    if args.concurrency is not None and args.concurrency < 1:
+        raise LeptonError(f"--concurrency must be at least 1, got {args.concurrency}")
     start_worker(args)
     return 0
 

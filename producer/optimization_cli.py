@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from producer.arguments import job_id, plot_path, positive_int
 from producer.client import Client
 from producer.local_cluster import LocalCluster
 from producer.optimization import (
@@ -61,20 +62,20 @@ def add_commands(subparsers: Any) -> None:
     optimize.set_defaults(handler=run_optimize)
 
     resume = subparsers.add_parser("resume", help="continue a stopped optimisation job")
-    resume.add_argument("job_id")
+    resume.add_argument("job_id", type=job_id)
     _add_output_options(resume)
     resume.set_defaults(handler=run_resume)
 
     stop = subparsers.add_parser("stop", help="stop an optimisation job after its generation")
-    stop.add_argument("job_id")
+    stop.add_argument("job_id", type=job_id)
     stop.set_defaults(handler=run_stop)
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes of the local cluster (default: one per core)")
     parser.add_argument("--out", type=Path, default=None, help="also write the result here")
-    parser.add_argument("--plot", type=Path, default=None,
+    parser.add_argument("--plot", type=plot_path, default=None,
                         help="convergence plot (default: <results dir>/<job id>.png)")
     parser.add_argument("--detach", action="store_true",
                         help="print the job id and return (needs LEPTON_BROKER_URL)")

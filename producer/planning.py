@@ -8,7 +8,7 @@ from typing import Any
 
 from tasks.data_root import relative_to_root
 from tasks.errors import ColumnNotFound, DatasetNotFound, LeptonError
-from tasks.formats import Chunk, check_columns, inspect_dataset, plan_chunks
+from tasks.formats import Chunk, check_columns, file_stamp, inspect_dataset, plan_chunks
 
 # A Celery task costs a few milliseconds, so chunks below this stop paying off.
 MIN_DEFAULT_CHUNK_ROWS = 50_000
@@ -50,6 +50,12 @@ def plan_regression(path: Path, target: str, features: list[str] | None, interce
         raise LeptonError("nothing to fit: no features and no intercept")
     if target in features:
         raise LeptonError(f"the target '{target}' cannot also be a feature")
+    repeated = sorted({name for name in features if features.count(name) > 1})
+    if repeated:
+        raise LeptonError(f"feature {', '.join(map(repr, repeated))} is listed twice")
+    if intercept and "intercept" in features:
+        raise LeptonError("a feature named 'intercept' would clash with the fitted "
+                          "intercept: rename the column or use --no-intercept")
     check_columns(info, features + [target])
 
     rows_per_chunk = chunk_rows or default_chunk_rows(info.n_rows, workers)
@@ -66,6 +72,8 @@ def plan_regression(path: Path, target: str, features: list[str] | None, interce
         "features": features,
         "intercept": intercept,
         "n_rows": sum(chunk["rows"] for chunk in chunks),
+        # Size and modification time as planned: a map refuses a file changed since.
+        "file_stamp": file_stamp(info.path),
         "n_chunks": len(chunks),
     }
     return RegressionPlan(job, chunks)

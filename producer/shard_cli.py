@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from producer.arguments import positive_int
 from producer.node_cluster import connect_shards
 from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_client import LookupResult
@@ -36,7 +37,7 @@ def add_commands(commands: Any) -> None:
     get = actions.add_parser("get", help="print the rows of a few keys")
     get.add_argument("name")
     get.add_argument("keys", nargs="+", metavar="KEY")
-    get.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    get.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     get.set_defaults(handler=run_get)
 
     lookup = actions.add_parser("lookup", help="look up a file of keys (one column)")
@@ -44,12 +45,12 @@ def add_commands(commands: Any) -> None:
     lookup.add_argument("keys_file", type=Path,
                         help=f"keys, one per line or one column ({', '.join(KEYS_FORMATS)})")
     lookup.add_argument("--out", type=Path, default=None, help="write rows here (.csv/.parquet)")
-    lookup.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    lookup.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     lookup.set_defaults(handler=run_lookup)
 
     info = actions.add_parser("info", help="shards, rows, owners, balance, last move")
     info.add_argument("name")
-    info.add_argument("--workers", type=int, default=None, help=WORKERS_HELP)
+    info.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=run_info)
 

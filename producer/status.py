@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from producer.arguments import job_id
 from producer.client import Client, translate_redis_errors
 from tasks.errors import JobNotFound, LeptonError
 from workers.checkpoints import optimization_state
@@ -97,7 +98,7 @@ def format_status(status: JobStatus, now: float | None = None) -> str:
 def add_commands(commands: Any) -> None:
     """Add ``lepton status`` to the ``lepton`` command's subparsers."""
     parser = commands.add_parser("status", help="show a job's state, progress and errors")
-    parser.add_argument("job_id")
+    parser.add_argument("job_id", type=job_id)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(handler=run_status)
 

@@ -89,6 +89,12 @@ def inspect_dataset(path: Path) -> DatasetInfo:
     return DatasetInfo(path, file_format, columns, numeric, n_rows, size_bytes, first_text)
 
 
+def file_stamp(path: Path) -> list[int]:
+    """Return [size in bytes, modification time in ns]: what changes when a file does."""
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
 def check_columns(info: DatasetInfo, used: list[str]) -> None:
     """Raise if a used column is missing from the dataset or not numeric."""
     for name in used:
@@ -259,7 +265,11 @@ def _arrow_is_numeric(arrow_type: Any) -> bool:
 
 
 def _open_npy(path: Path) -> np.ndarray:
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise UnsupportedFormat(f"{path}: cannot memory-map this NPY file ({error}); "
+                                "save a numeric array") from error
     if array.ndim != 2 and not array.dtype.names:
         raise UnsupportedFormat(
             f"{path}: an NPY dataset must be a 2-D array or a structured array, "

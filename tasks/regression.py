@@ -16,7 +16,7 @@ from celery import Task, shared_task
 
 from tasks.data_root import resolve_in_root, result_path
 from tasks.errors import ColumnNotNumeric, JobIncomplete
-from tasks.formats import read_chunk
+from tasks.formats import file_stamp, read_chunk
 from tasks.least_squares import Partial, block_partial, merge_partials, solve
 from workers.app import settings_of
 from workers.progress import mark_chunk_done, record_failure
@@ -52,6 +52,9 @@ def regression_map(self: Task, job: dict[str, Any], chunk: dict[str, Any]) -> di
 def _map_chunk(task: Task, job: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
     settings = settings_of(task.app)
     path = resolve_in_root(chunk["path"], settings.data_root)
+    if "file_stamp" in job and file_stamp(path) != job["file_stamp"]:
+        raise JobIncomplete(f"{path}: the file changed after the job was submitted "
+                            f"(chunk {chunk['index']}); submit it again")
     used = job["features"] + [job["target"]]
     values = read_chunk(path, chunk, used, job["columns"])
     _reject_infinite(values, path, chunk, used)

@@ -116,3 +116,32 @@ def test_infinite_value_fails_naming_the_line(client: Client, data_root: Path) -
 
     with pytest.raises(errors.ColumnNotNumeric, match="line 3.*infinite"):
         submit_and_wait(client, path, chunk_rows=2)
+
+
+def test_repeated_feature_and_a_column_named_intercept_are_refused(client: Client,
+                                                                   data_root: Path) -> None:
+    path = write(data_root / "named.csv", "a,intercept,y\n1,2,3\n2,1,4\n3,3,3\n4,1,1\n")
+
+    with pytest.raises(errors.LeptonError, match="'a' is listed twice"):
+        client.submit_regression(path, "y", ["a", "a"])
+    with pytest.raises(errors.LeptonError, match="'intercept' would clash"):
+        client.submit_regression(path, "y", ["a", "intercept"])
+
+
+def test_file_changed_after_submission_fails_the_job(client: Client, data_root: Path) -> None:
+    path = write(data_root / "changing.csv",
+                 "x,y\n" + "".join(f"{x},{x * 2 + 1}\n" for x in range(5000)))
+    job_id = client.submit_regression(path, "y", ["x"], True, 1000)
+    with open(path, "a") as handle:
+        handle.write("5000,10001\n")
+
+    with pytest.raises(errors.JobIncomplete, match="changed after the job was submitted"):
+        client.wait(job_id, progress=False, timeout_s=60)
+
+
+def test_object_npy_is_refused_clearly(client: Client, data_root: Path) -> None:
+    path = data_root / "objects.npy"
+    np.save(path, np.array([[1, "a"], [2, "b"]], dtype=object), allow_pickle=True)
+
+    with pytest.raises(errors.UnsupportedFormat, match="memory-map"):
+        client.submit_regression(path, "c1")

@@ -59,7 +59,10 @@ def run_worker(argv: list[str] | None = None) -> None:
     """Parse the worker's options from ``argv`` and start it."""
     parser = argparse.ArgumentParser(prog="python -m workers")
     add_worker_arguments(parser)
-    start_worker(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    start_worker(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""Argument types shared by the ``lepton`` subcommands: refuse bad values at parse time."""
+
+import argparse
+import re
+from pathlib import Path
+
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (``--workers``, ``--chunk-rows``, ``--concurrency``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def job_id(text: str) -> str:
+    """A job id as Lepton makes them: letters, digits, ``-`` and ``_``."""
+    if not JOB_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id")
+    return text
+
+
+def plot_path(text: str) -> Path:
+    """A picture file whose suffix matplotlib can write; checked before the job runs."""
+    path = Path(text)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a plot must end in {', '.join(PLOT_SUFFIXES)}")
+    return path
