@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tasks.data_root import relative_to_root
-from tasks.errors import DatasetError, DatasetNotFound, LeptonError
+from tasks.errors import DatasetError, DatasetNotFound
 from tasks.sharding import NULL_POLICIES, Manifest, build_shard_set
 from workers.settings import Settings
 
@@ -33,10 +33,9 @@ def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
     if not path.is_file():
         raise DatasetNotFound(f"{path}: no such file")
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
-    try:
-        source = relative_to_root(path, settings.data_root)
-    except LeptonError:
-        source = str(path.resolve())
+    # Like every other input, the source must sit below the data root: the shards it
+    # becomes are served to anyone who can submit a lookup.
+    source = relative_to_root(path, settings.data_root)
     with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
               desc=f"build {name}") as bar:
         manifest = build_shard_set(path.resolve(), source, key, shards, name,

@@ -159,3 +159,19 @@ def test_answers_that_miss_or_repeat_a_key_position_are_refused(tmp_path: Path) 
     with pytest.raises(JobIncomplete, match=r"positions \[0, 1, 2\] are unanswered or "
                        "answered twice"):
         merge_answers([answer, answer], "key", "int", 3)
+
+
+def test_building_from_a_file_outside_the_data_root_is_refused(tmp_path: Path) -> None:
+    from producer.shard_build import build_shards
+    from tasks.errors import PathOutsideDataRoot
+    from tests.conftest import make_settings
+
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside.csv"
+    outside.write_text("k,v\n1,2\n2,3\n")
+    (root / "link.csv").symlink_to(outside)
+
+    for path in (outside, root / "link.csv", root / ".." / "outside.csv"):
+        with pytest.raises(PathOutsideDataRoot):
+            build_shards(path, "k", 4, settings=make_settings(root), progress=False)
