@@ -140,15 +140,17 @@ class Client:
 
     def _failure_of(self, job_id: str, error: Any) -> LeptonError:
         """Prefer the failed chunk's own error to the chord's summary of it."""
-        is_chord_error = isinstance(error, dict) and error.get("exc_type") == "ChordError"
+        # The backend hands back the decoded exception, or its JSON form if the class
+        # could not be imported here.
+        kind = error.get("exc_type") if isinstance(error, dict) else type(error).__name__
         deadline = time.monotonic() + CHUNK_ERROR_GRACE_S
-        while is_chord_error and time.monotonic() < deadline:
-            # The worker records the chunk's error just after it fails the chord.
+        while True:
             failure = first_failure(self.redis, job_id)
             if failure is not None:
                 return rebuild_error(*failure)
+            if kind != "ChordError" or time.monotonic() >= deadline:
+                return _job_error(job_id, error)
             time.sleep(0.05)
-        return _job_error(job_id, error)
 
 
 def poll_until_done(poll: Callable[[], dict[str, Any] | None], job_id: str,

@@ -1,6 +1,9 @@
 """A producer that cannot use Redis gets a clear BrokerUnavailable quickly, never a hang."""
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +112,20 @@ def test_server_that_never_answers_times_out_instead_of_hanging(dataset: Path) -
                 assert time.monotonic() - started < 5.0, name
         finally:
             client.close()
+
+
+def test_worker_with_a_wrong_password_exits_at_once_with_a_clear_error(
+        tmp_path: Path) -> None:
+    server = RedisServer(password="right-password")
+    server.start()
+    try:
+        env = {**os.environ, "LEPTON_DATA_ROOT": str(tmp_path),
+               "LEPTON_BROKER_URL": f"redis://:wrong@127.0.0.1:{server.port}/0"}
+        done = subprocess.run([sys.executable, "-m", "producer.cli", "worker"], env=env,
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        server.stop()
+
+    assert done.returncode == 1
+    assert "refused the worker's password" in done.stderr
+    assert ":wrong@" not in done.stderr

@@ -120,3 +120,21 @@ def test_ctrl_c_or_termination_stops_the_local_redis_and_workers(
     for pid in started:
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def test_result_of_a_failed_job_names_the_chunk_error(cluster_env: dict[str, str],
+                                                      data_root: Path) -> None:
+    path = data_root / "cli-bad.csv"
+    rows = [f"{x},{x + 1}" for x in range(3000)]
+    rows[2500] = "2500,oops"
+    path.write_text("x,y\n" + "\n".join(rows) + "\n")
+    submitted = lepton("regress", str(path), "--target", "y", "--chunk-rows", "1000",
+                       "--detach", env=cluster_env)
+    job_id = submitted.stdout.strip()
+
+    for _ in range(100):
+        fetched = lepton("result", job_id, env=cluster_env)
+        if "still running" not in fetched.stderr:
+            break
+    assert fetched.returncode == 1
+    assert "chunk 2, line 2502" in fetched.stderr and "ChordError" not in fetched.stderr

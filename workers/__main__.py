@@ -4,9 +4,11 @@ import argparse
 import sys
 from typing import Any
 
+import redis
 from celery.signals import worker_process_init
 from threadpoolctl import threadpool_limits
 
+from tasks.errors import BrokerUnavailable, LeptonError
 from workers.app import create_app
 from workers.queues import parse_queues
 from workers.settings import Settings
@@ -37,12 +39,30 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip mingle and gossip (used by the local cluster)")
 
 
+def check_password(settings: Settings) -> None:
+    """Fail at once when Redis refuses the password; Celery would retry for minutes.
+
+    An unreachable Redis is left to Celery's retries: in a compose stack the worker may
+    well start first.
+    """
+    client = redis.Redis.from_url(settings.broker_url or "", socket_timeout=5)
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.ResponseError) as error:
+        raise BrokerUnavailable(f"Redis refused the worker's password: {error}") from error
+    except redis.ConnectionError:
+        pass
+    finally:
+        client.close()
+
+
 def start_worker(args: argparse.Namespace) -> None:
     """Start a worker on the configured queues (default: all) with the configured concurrency.
 
     SIGTERM asks for a warm shutdown: running tasks finish, nothing new is taken.
     """
     settings = Settings.from_env()
+    check_password(settings)
     app = create_app(settings)
     concurrency = args.concurrency or settings.worker_concurrency
     queues = parse_queues(args.queues) if args.queues else settings.worker_queues
@@ -62,7 +82,10 @@ def run_worker(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.concurrency is not None and args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
-    start_worker(args)
+    try:
+        start_worker(args)
+    except LeptonError as error:
+        sys.exit(f"python -m workers: error: {error}")
 
 
 if __name__ == "__main__":
