@@ -2,6 +2,7 @@
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 POLL_START_S = 0.02
 POLL_MAX_S = 0.1
 CHUNK_ERROR_GRACE_S = 2.0
+STALL_WARNING_S = 20.0
 PUBLISH_RETRIES = 2
 
 
@@ -100,8 +102,9 @@ class Client:
         total = int(description["n_chunks"])
         with tqdm(total=total, unit="chunk", disable=not progress, leave=False,
                   desc=f"{description['kind']} {job_id[:8]}") as bar:
+            check = health_check or WorkerWatch(self, job_id, bar).check
             return poll_until_done(lambda: self._poll(job_id, bar), job_id,
-                                   self.settings.broker_url, timeout_s, health_check)
+                                   self.settings.broker_url, timeout_s, check)
 
     def result(self, job_id: str) -> dict[str, Any]:
         """Return a finished job's result from the backend or the results directory."""
@@ -151,6 +154,37 @@ class Client:
             if kind != "ChordError" or time.monotonic() >= deadline:
                 return _job_error(job_id, error)
             time.sleep(0.05)
+
+
+class WorkerWatch:
+    """Warns once when a job has made no progress and no worker answers a ping.
+
+    On a shared cluster the job keeps waiting (workers may be started later, and a
+    vanished worker's tasks come back after the visibility timeout); the warning says so.
+    """
+
+    def __init__(self, client: Client, job_id: str, bar: tqdm) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.bar = bar
+        self.last_done = -1
+        self.last_change = time.monotonic()
+        self.warned = False
+
+    def check(self) -> None:
+        """Called between polls; pings workers after ``STALL_WARNING_S`` without progress."""
+        if self.bar.n != self.last_done:
+            self.last_done, self.last_change = self.bar.n, time.monotonic()
+            return
+        if self.warned or time.monotonic() - self.last_change < STALL_WARNING_S:
+            return
+        if not self.client.app.control.ping(timeout=1.0):
+            message = (f"job {self.job_id}: no progress for {STALL_WARNING_S:.0f} s and no "
+                       "worker answers a ping; start one with `lepton worker` (the job "
+                       "waits for it)")
+            logger.warning("no live worker job=%s", self.job_id)
+            self.bar.write(f"lepton: warning: {message}", file=sys.stderr)
+        self.warned = True
 
 
 def poll_until_done(poll: Callable[[], dict[str, Any] | None], job_id: str,

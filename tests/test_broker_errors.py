@@ -129,3 +129,25 @@ def test_worker_with_a_wrong_password_exits_at_once_with_a_clear_error(
     assert done.returncode == 1
     assert "refused the worker's password" in done.stderr
     assert ":wrong@" not in done.stderr
+
+
+def test_waiting_with_no_live_worker_warns_and_keeps_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import producer.client
+    from producer.client import JobTimeout
+
+    monkeypatch.setattr(producer.client, "STALL_WARNING_S", 0.5)
+    (tmp_path / "idle.csv").write_text("x,y\n1,2\n2,3\n3,5\n")
+    server = RedisServer()
+    server.start()
+    client = Client(make_settings(tmp_path).with_broker(server.url))
+    try:
+        job_id = client.submit_regression(tmp_path / "idle.csv", "y", ["x"])
+        with pytest.raises(JobTimeout):
+            client.wait(job_id, progress=False, timeout_s=4)
+    finally:
+        client.close()
+        server.stop()
+
+    assert "no worker answers a ping" in capsys.readouterr().err
