@@ -12,6 +12,8 @@ def relative_to_root(path: Path, data_root: Path) -> str:
     """
     resolved = path.expanduser().resolve()
     root = data_root.expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetNotFound(f"the data root {root} is not a directory (LEPTON_DATA_ROOT)")
     if not resolved.is_relative_to(root):
         raise PathOutsideDataRoot(
             f"{path}: outside the data root {root} (set LEPTON_DATA_ROOT or move the file)"

@@ -247,7 +247,7 @@ def _check_rows_and_constants(merged: Partial, r_full: np.ndarray, feature_names
         for name, low, high in zip(feature_names, merged.feature_min, merged.feature_max):
             if low == high:
                 raise ConstantColumn(
-                    f"feature '{name}' is constant ({low!r}) and duplicates the intercept"
+                    f"feature '{name}' is constant ({float(low):g}) and duplicates the intercept"
                 )
 
 
