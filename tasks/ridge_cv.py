@@ -6,11 +6,13 @@ by ``lepton demo``). Gene 0 is ``log10`` of the penalty; gene ``1 + j`` switches
 feature ``FEATURES[j]`` on when it is at least 0.5. The fitness is the mean, over
 ``FOLDS`` folds, of the validation mean squared error in minutes squared.
 
-Each call reads the data itself from the data root; only candidates travel in messages.
+Each worker process reads the data itself from the data root, once per version of the
+file (size and modification time), and keeps it; only candidates travel in messages.
 Rows with a missing value in any of the columns are dropped once, so every candidate is
 scored on the same rows. Row ``i`` belongs to fold ``i mod FOLDS``.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +44,18 @@ def check_data(data_root: Path) -> None:
 def read_flights(data_root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Return the features (n, F) and the target (n,) of the complete rows, float64."""
     path = resolve_in_root(FLIGHTS_CSV, data_root)
+    status = path.stat()
+    return _read_complete_rows(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_complete_rows(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    # Size and mtime are in the key so that a rewritten file is read again. Reading the
+    # CSV costs as much as several evaluations, and every generation would repeat it.
     frame = pd.read_csv(path, usecols=[TARGET, *FEATURES], dtype=np.float64, engine="c")
     values = frame[[*FEATURES, TARGET]].to_numpy()
     values = values[~np.isnan(values).any(axis=1)]
+    values.setflags(write=False)  # shared by every later call in this process
     return values[:, :-1], values[:, -1]
 
 
