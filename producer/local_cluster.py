@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -161,7 +162,35 @@ class WorkerProcess:
             self.process.wait()
 
 
-class LocalCluster:
+class ThrowAwayCluster:
+    """A context manager that starts processes and stops every one of them on exit.
+
+    Subclasses define :meth:`start` and :meth:`stop`; a start that fails half-way (or
+    is interrupted by Ctrl-C) stops what it had started before the error propagates.
+    """
+
+    def start(self) -> None:
+        """Start the processes and wait until they serve."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop whatever was started; safe to call more than once."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+
+class LocalCluster(ThrowAwayCluster):
     """Redis plus ``workers`` pool processes on this machine, as a context manager.
 
     Everything started here is stopped on exit, including on Ctrl-C.
@@ -176,19 +205,11 @@ class LocalCluster:
                                     f"local-{os.getpid()}@{socket.gethostname()}")
         self.log_path = log_path
 
-    def __enter__(self) -> "LocalCluster":
-        try:
-            self.redis_server.start()
-            self.worker.start(self.log_path)
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()
+    def start(self) -> None:
+        """Start Redis and the worker, and wait until the worker answers."""
+        self.redis_server.start()
+        self.worker.start(self.log_path)
+        self.wait_ready()
 
     def wait_ready(self) -> None:
         """Wait until the worker answers a ping, or raise if it dies first."""

@@ -14,11 +14,15 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
-from producer.local_cluster import STARTUP_TIMEOUT_S, RedisServer, WorkerProcess
+from producer.local_cluster import (
+    STARTUP_TIMEOUT_S,
+    RedisServer,
+    ThrowAwayCluster,
+    WorkerProcess,
+)
 from producer.shard_client import ShardClient
 from tasks.errors import ClusterError
 from workers.membership import live_members
@@ -29,7 +33,7 @@ logger = logging.getLogger(__name__)
 POLL_S = 0.05
 
 
-class NodeCluster:
+class NodeCluster(ThrowAwayCluster):
     """A private redis-server plus ``nodes`` worker nodes, as a context manager."""
 
     def __init__(self, settings: Settings, nodes: int = 2, concurrency: int = 1,
@@ -49,19 +53,11 @@ class NodeCluster:
         """Running worker nodes."""
         return len(self.nodes)
 
-    def __enter__(self) -> "NodeCluster":
-        try:
-            self.redis_server.start()
-            started = [self._start_node() for _ in range(self.initial_nodes)]
-            self.wait_live(started)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()
+    def start(self) -> None:
+        """Start Redis and the initial nodes, and wait until every node is live."""
+        self.redis_server.start()
+        started = [self._start_node() for _ in range(self.initial_nodes)]
+        self.wait_live(started)
 
     def add_node(self) -> str:
         """Start one more node, wait until it is live, and return its name."""

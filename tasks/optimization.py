@@ -7,9 +7,7 @@ generation's chord, or writes the result. Both run on the ``fitness`` queue, and
 search needs no producer.
 """
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from celery import Celery, Task, chord, shared_task
 from tasks.arrays import FLOAT64, decode_array, encode_array
 from tasks.errors import JobIncomplete, JobNotFound
 from tasks.objectives import evaluate, get_objective
-from tasks.regression import write_result
+from tasks.result_files import write_json, write_result
 from tasks.search import SearchConfig, SearchState, advance, summarise
 from workers.app import settings_of
 from workers.checkpoints import (
@@ -251,9 +249,4 @@ def _save_checkpoint_file(results_dir: Path, client: redis.Redis, job_id: str, s
 
 def write_checkpoint_file(results_dir: Path, job_id: str, checkpoint: Checkpoint) -> Path:
     """Write the checkpoint as JSON next to the results, atomically; return the path."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_file(results_dir, job_id)
-    temporary = final.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(checkpoint.to_json()) + "\n")
-    temporary.replace(final)
-    return final
+    return write_json(checkpoint_file(results_dir, job_id), checkpoint.to_json())

@@ -4,9 +4,7 @@ The numerical work lives in :mod:`tasks.least_squares`; this module only reads t
 chunk, calls the kernel, checks completeness and writes the result.
 """
 
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +12,11 @@ from typing import Any
 import numpy as np
 from celery import Task, shared_task
 
-from tasks.data_root import resolve_in_root, result_path
+from tasks.data_root import resolve_in_root
 from tasks.errors import ColumnNotNumeric, JobIncomplete
 from tasks.formats import file_stamp, read_chunk
 from tasks.least_squares import Partial, block_partial, merge_partials, solve
+from tasks.result_files import write_result
 from workers.app import settings_of
 from workers.progress import mark_chunk_done, record_failure
 
@@ -119,16 +118,6 @@ def check_complete(chunk_results: list[dict[str, Any]], job: dict[str, Any]) -> 
             f"job {job['job_id']}: chunks read {rows_read} rows but {job['n_rows']} "
             "were planned; the file may have changed since it was submitted"
         )
-
-
-def write_result(results_dir: Path, result: dict[str, Any]) -> Path:
-    """Write ``<results_dir>/<job_id>.json`` atomically and return its path."""
-    final = result_path(results_dir, result["job_id"])
-    results_dir.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(final)
-    return final
 
 
 def _reject_infinite(values: np.ndarray, path: Path, chunk: dict[str, Any],

@@ -7,7 +7,6 @@ no longer owns; the new owner loads them on demand.
 """
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from pyarrow import feather
 
 import workers.membership  # noqa: F401  (connects the worker signals of membership)
 from tasks.data_root import resolve_in_root
+from tasks.result_files import write_atomically
 from tasks.shard_index import (
     ShardIndex,
     answer_ask,
@@ -95,12 +95,9 @@ def shard_merge(self: Task, replies: list[dict[str, Any]], job: dict[str, Any]
     answers = fetch_tables(client, keys)
     table, missing = merge_answers(answers, job["key"], job["key_type"], job["n_keys"],
                                    job["empty_positions"])
-    results_dir = settings_of(self.app).results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    final = results_dir / f"{job['job_id']}.arrow"
-    temporary = final.with_suffix(f".{os.getpid()}.tmp")
-    feather.write_feather(table, temporary, compression="uncompressed")
-    temporary.replace(final)
+    final = settings_of(self.app).results_dir / f"{job['job_id']}.arrow"
+    write_atomically(final, lambda temporary: feather.write_feather(
+        table, temporary, compression="uncompressed"))
     client.delete(*keys, *[ask_key(job["job_id"], part) for part in range(job["n_parts"])])
 
     logger.info("lookup merged job=%s name=%s keys=%d rows=%d missing=%d", job["job_id"],

@@ -39,6 +39,7 @@ from tasks.errors import (
     UnsupportedKeyType,
 )
 from tasks.placement import shards_of, shards_of_int64
+from tasks.result_files import write_json
 
 SHARDS_DIR = "lepton-shards"
 MANIFEST = "manifest.json"
@@ -227,9 +228,7 @@ def _write_build(data_root: Path, manifest: Manifest, by_shard: pa.Table, bounds
         pq.write_table(aside, build_dir / "nulls.parquet")
 
     set_dir = build_dir.parent
-    temporary = set_dir / f"{MANIFEST}.{manifest.build_id}.tmp"
-    temporary.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
-    temporary.replace(set_dir / MANIFEST)
+    write_json(set_dir / MANIFEST, manifest.to_json(), indent=1)
     for entry in set_dir.iterdir():
         if entry.is_dir() and entry.name != manifest.build_id:
             shutil.rmtree(entry, ignore_errors=True)
