@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--gets", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="worker nodes")
+    parser.add_argument("--pool", choices=("solo", "prefork"), default="solo",
+                        help="each node's pool (prefork: one child process per node)")
     parser.add_argument("--plot", type=Path, default=Path("shard_lookup_latency.png"))
     args = parser.parse_args()
     rng = np.random.default_rng(20261204)
@@ -136,7 +138,7 @@ def main() -> None:
         settings = Settings.from_env({"LEPTON_DATA_ROOT": str(root),
                                       "LEPTON_RESULTS_DIR": str(root / "results")})
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-        with NodeCluster(settings, nodes=args.workers) as cluster:
+        with NodeCluster(settings, nodes=args.workers, pool=args.pool) as cluster:
             shards = ShardClient(cluster.settings, cluster.check_alive)
             shards.build(root / "bench.parquet", "key", args.shards)
             baseline = redis.Redis.from_url(cluster.settings.result_backend or "")

@@ -14,7 +14,7 @@ from producer.arguments import job_id, plot_path, positive_int
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
-from workers.__main__ import add_worker_arguments, start_worker
+from workers.__main__ import add_worker_arguments, check_worker_arguments, start_worker
 from workers.settings import Settings
 
 logger = logging.getLogger("lepton")
@@ -175,8 +175,7 @@ def run_result(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     """Start a worker in this process (see ``lepton worker --help``)."""
-    if args.concurrency is not None and args.concurrency < 1:
-        raise LeptonError(f"--concurrency must be at least 1, got {args.concurrency}")
+    check_worker_arguments(args)
     start_worker(args)
     return 0
 

@@ -123,12 +123,14 @@ class RedisServer:
 
 
 class WorkerProcess:
-    """One Celery worker node (``python -m workers``) with a prefork pool."""
+    """One Celery worker node (``python -m workers``) with a prefork or solo pool."""
 
-    def __init__(self, settings: Settings, concurrency: int, name: str) -> None:
+    def __init__(self, settings: Settings, concurrency: int, name: str,
+                 pool: str = "prefork") -> None:
         self.settings = settings
         self.concurrency = concurrency
         self.name = name
+        self.pool = pool
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, log_path: Path | None = None) -> None:
@@ -137,8 +139,9 @@ class WorkerProcess:
         project_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root,
                                                           env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "workers", f"--concurrency={self.concurrency}",
-                   f"--hostname={self.name}", "--fast-start", "--loglevel=WARNING"]
+        command = [sys.executable, "-m", "workers", f"--pool={self.pool}",
+                   f"--concurrency={self.concurrency}", f"--hostname={self.name}",
+                   "--fast-start", "--loglevel=WARNING"]
         output = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(command, env=env, stdout=output,
                                         stderr=subprocess.STDOUT, start_new_session=True,

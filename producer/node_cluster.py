@@ -2,7 +2,10 @@
 
 :class:`producer.local_cluster.LocalCluster` runs one node with a pool of processes;
 shards are owned by nodes, so look-ups on this machine use one node per worker instead,
-each with its own heartbeat and queue. Nodes can be added, stopped or killed while the
+each with its own heartbeat and queue. Nodes run look-ups in their own process (Celery's
+solo pool): a prefork child would hold a second copy of the shards, and handing each
+task to it added about 0.7 ms to a look-up's median (measured by
+``benchmarks/shard_lookup.py``). Nodes can be added, stopped or killed while the
 cluster runs, as membership changes do on a real cluster.
 """
 
@@ -37,13 +40,14 @@ class NodeCluster(ThrowAwayCluster):
     """A private redis-server plus ``nodes`` worker nodes, as a context manager."""
 
     def __init__(self, settings: Settings, nodes: int = 2, concurrency: int = 1,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, pool: str = "solo") -> None:
         if nodes < 1:
             raise ClusterError(f"a node cluster needs at least one node, got {nodes}")
         self.redis_server = RedisServer()
         self.settings = settings.with_broker(self.redis_server.url)
         self.initial_nodes = nodes
         self.concurrency = concurrency
+        self.pool = pool
         self.log_dir = log_dir
         self.nodes: dict[str, WorkerProcess] = {}
         self._started = 0
@@ -115,7 +119,7 @@ class NodeCluster(ThrowAwayCluster):
     def _start_node(self) -> str:
         self._started += 1
         name = f"node{self._started}-{os.getpid()}@{socket.gethostname()}"
-        node = WorkerProcess(self.settings, self.concurrency, name)
+        node = WorkerProcess(self.settings, self.concurrency, name, self.pool)
         log_path = self.log_dir / f"node{self._started}.log" if self.log_dir else None
         node.start(log_path)
         self.nodes[name] = node

@@ -68,6 +68,18 @@ def test_errors_are_one_line_messages_with_status_one(cluster_env: dict[str, str
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("options, expected", [
+    (["--concurrency", "0"], "--concurrency must be at least 1"),
+    (["--pool", "solo", "--concurrency", "2"], "--pool solo runs one task at a time"),
+])
+def test_worker_refuses_impossible_pool_options(cluster_env: dict[str, str],
+                                                options: list[str], expected: str) -> None:
+    done = lepton("worker", *options, env=cluster_env, timeout_s=30)
+
+    assert done.returncode == 1
+    assert expected in done.stderr and "Traceback" not in done.stderr
+
+
 def test_without_a_broker_a_local_cluster_runs_the_job_and_stops(tmp_path: Path) -> None:
     frame = synthetic_frame(np.random.default_rng(3), 1000, features=2)
     write_frame(frame, tmp_path / "local.parquet", row_group_rows=300)

@@ -34,9 +34,22 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default LEPTON_WORKER_QUEUES or all)")
     parser.add_argument("--hostname", default=None,
                         help="node name, unique per worker, e.g. worker@%%h (%%h: host name)")
+    parser.add_argument("--pool", choices=("prefork", "solo"), default="prefork",
+                        help="prefork: a pool of processes (default); solo: run tasks in "
+                        "the worker process itself, one at a time, which saves a hand-off "
+                        "per task")
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--fast-start", action="store_true",
                         help="skip mingle and gossip (used by the local cluster)")
+
+
+def check_worker_arguments(args: argparse.Namespace) -> None:
+    """Raise :class:`LeptonError` for options that cannot start a worker."""
+    if args.concurrency is not None and args.concurrency < 1:
+        raise LeptonError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.pool == "solo" and (args.concurrency or 1) > 1:
+        raise LeptonError("--pool solo runs one task at a time: drop --concurrency, "
+                          "or use --pool prefork")
 
 
 def check_password(settings: Settings) -> None:
@@ -66,12 +79,16 @@ def start_worker(args: argparse.Namespace) -> None:
     app = create_app(settings)
     concurrency = args.concurrency or settings.worker_concurrency
     queues = parse_queues(args.queues) if args.queues else settings.worker_queues
-    worker_argv = ["worker", f"--concurrency={concurrency}", f"--queues={','.join(queues)}",
-                   f"--loglevel={args.loglevel}", "--task-events"]
+    worker_argv = ["worker", f"--pool={args.pool}", f"--concurrency={concurrency}",
+                   f"--queues={','.join(queues)}", f"--loglevel={args.loglevel}",
+                   "--task-events"]
     if args.hostname:
         worker_argv.append(f"--hostname={args.hostname}")
     if args.fast_start:
         worker_argv += ["--without-mingle", "--without-gossip"]
+    if args.pool == "solo":
+        # Tasks run in this process: it is the one unit of parallelism (see above).
+        threadpool_limits(limits=1)
     app.worker_main(worker_argv)
 
 
@@ -80,9 +97,8 @@ def run_worker(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers")
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
-    if args.concurrency is not None and args.concurrency < 1:
-        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
     try:
+        check_worker_arguments(args)
         start_worker(args)
     except LeptonError as error:
         sys.exit(f"python -m workers: error: {error}")
