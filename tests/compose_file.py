@@ -193,7 +193,9 @@ def _check_workers(compose: Mapping[str, Any]) -> None:
         if arguments.handler is not run_worker or "%h" not in (arguments.hostname or ""):
             raise ComposeError(f"service {name}: each node needs a unique --hostname NAME@%h")
         consumed.update(parse_queues(arguments.queues or ",".join(ALL_QUEUES)))
-        if "LEPTON_WORKER_CONCURRENCY" not in environment_of(service):
+        # A solo node runs one task at a time; a prefork pool's size must be chosen.
+        if (arguments.pool != "solo"
+                and "LEPTON_WORKER_CONCURRENCY" not in environment_of(service)):
             raise ComposeError(f"service {name}: set LEPTON_WORKER_CONCURRENCY")
         if service.get("stop_signal", "SIGTERM") != "SIGTERM":
             raise ComposeError(f"service {name}: stop with SIGTERM for a warm shutdown")
