@@ -143,12 +143,14 @@ def test_swarm_step_follows_the_update_equation_inside_the_bounds() -> None:
     particles = swarm.initial_swarm(generation_rng(4, 0), 20, lower, upper, params)
     fitness = (particles.positions ** 2).sum(axis=1)
 
-    moved = swarm.next_swarm(particles, fitness, lower, upper, generation_rng(4, 1), params)
+    moved = swarm.next_swarm(particles, fitness, lower, upper, generation_rng(4, 1), 0.5,
+                             params)
 
     draws = generation_rng(4, 1)
     own, social = draws.random((20, 3)), draws.random((20, 3))
     leader = particles.positions[np.argmin(fitness)]
-    velocity = (params.inertia * particles.velocities
+    halfway = (params.inertia + params.final_inertia) / 2
+    velocity = (halfway * particles.velocities
                 + params.cognitive * own * (particles.positions - particles.positions)
                 + params.social * social * (leader - particles.positions))
     velocity = np.clip(velocity, -4.0, 4.0)
