@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
 from producer.planning import plan_regression
+from producer.progress_bar import progress_bar
 from producer.task_labels import chunk_label, reduce_label
 from tasks import errors
 from tasks.errors import BrokerUnavailable, JobFailed, JobNotFound, LeptonError
@@ -100,9 +101,9 @@ class Client:
         if description is None:
             raise JobNotFound(f"no job {job_id} in this cluster")
         total = int(description["n_chunks"])
-        with tqdm(total=total, unit="chunk", disable=not progress, leave=False,
-                  desc=f"{description['kind']} {job_id[:8]}") as bar:
-            check = health_check or WorkerWatch(self, job_id, bar).check
+        with progress_bar(total, "chunk", f"{description['kind']} {job_id[:8]}",
+                          progress) as bar:
+            check = health_check or WorkerWatch(self, job_id).check
             return poll_until_done(lambda: self._poll(job_id, bar), job_id,
                                    self.settings.broker_url, timeout_s, check)
 
@@ -163,18 +164,18 @@ class WorkerWatch:
     vanished worker's tasks come back after the visibility timeout); the warning says so.
     """
 
-    def __init__(self, client: Client, job_id: str, bar: tqdm) -> None:
+    def __init__(self, client: Client, job_id: str) -> None:
         self.client = client
         self.job_id = job_id
-        self.bar = bar
         self.last_done = -1
         self.last_change = time.monotonic()
         self.warned = False
 
     def check(self) -> None:
         """Called between polls; pings workers after ``STALL_WARNING_S`` without progress."""
-        if self.bar.n != self.last_done:
-            self.last_done, self.last_change = self.bar.n, time.monotonic()
+        done = count_done(self.client.redis, self.job_id)
+        if done != self.last_done:
+            self.last_done, self.last_change = done, time.monotonic()
             return
         if self.warned or time.monotonic() - self.last_change < STALL_WARNING_S:
             return
@@ -183,7 +184,7 @@ class WorkerWatch:
                        "worker answers a ping; start one with `lepton worker` (the job "
                        "waits for it)")
             logger.warning("no live worker job=%s", self.job_id)
-            self.bar.write(f"lepton: warning: {message}", file=sys.stderr)
+            tqdm.write(f"lepton: warning: {message}", file=sys.stderr)
         self.warned = True
 
 

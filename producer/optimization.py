@@ -21,6 +21,7 @@ from producer.client import (
     rebuild_error,
     translate_redis_errors,
 )
+from producer.progress_bar import progress_bar
 from producer.run import connect
 from tasks.errors import JobFailed, JobNotFound, JobStopped
 from tasks.objectives import get_objective
@@ -109,8 +110,8 @@ def wait_optimization(client: Client, job_id: str, progress: bool = True,
     if checkpoint is None:
         return client.result(job_id)
     config = SearchConfig.from_json(checkpoint.config)
-    with tqdm(total=config.generations, unit="gen", disable=not progress, leave=False,
-              desc=f"{config.algorithm} {config.objective}") as bar:
+    with progress_bar(config.generations, "gen", f"{config.algorithm} {config.objective}",
+                      progress) as bar:
         return poll_until_done(lambda: _poll(client, job_id, bar), job_id,
                                client.settings.broker_url, timeout_s, health_check)
 

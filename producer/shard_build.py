@@ -4,8 +4,7 @@ import logging
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
+from producer.progress_bar import progress_bar
 from tasks.data_root import relative_to_root
 from tasks.errors import DatasetError, DatasetNotFound
 from tasks.sharding import NULL_POLICIES, Manifest, build_shard_set
@@ -36,8 +35,7 @@ def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
     # Like every other input, the source must sit below the data root: the shards it
     # becomes are served to anyone who can submit a lookup.
     source = relative_to_root(path, settings.data_root)
-    with tqdm(total=shards, unit="shard", disable=not progress, leave=False,
-              desc=f"build {name}") as bar:
+    with progress_bar(shards, "shard", f"build {name}", progress) as bar:
         manifest = build_shard_set(path.resolve(), source, key, shards, name,
                                    settings.data_root, nulls, on_shard=lambda _: bar.update(1))
     logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,

@@ -13,9 +13,9 @@ from celery import chord
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from pyarrow import feather
-from tqdm import tqdm
 
 from producer.client import Client, JobTimeout, rebuild_error, translate_redis_errors
+from producer.progress_bar import progress_bar
 from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_keys import normalize_keys, read_keys_file
 from producer.shard_routing import RoutedAsk, route_keys
@@ -307,8 +307,7 @@ class ShardClient:
     def _await_chord(self, job_id: str, routed: Sequence[RoutedAsk],
                      deadline: float | None, progress: bool, name: str) -> dict[str, Any]:
         result = self.client.app.AsyncResult(job_id)
-        with tqdm(total=len(routed), unit="part", disable=not progress, leave=False,
-                  desc=f"lookup {name}") as bar:
+        with progress_bar(len(routed), "part", f"lookup {name}", progress) as bar:
             def report() -> None:
                 failure = first_failure(self.client.redis, job_id)
                 if failure is not None:

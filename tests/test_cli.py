@@ -41,6 +41,8 @@ def test_regress_prints_table_and_writes_json_and_plot(cluster_env: dict[str, st
     assert result["n_chunks"] == 8
     assert result["n_rows"] + result["n_dropped"] == 400
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Redirected output gets no progress-bar redraws.
+    assert "\r" not in done.stderr and "chunk/s" not in done.stderr
 
 
 def test_detached_job_result_is_fetched_by_id(cluster_env: dict[str, str],
