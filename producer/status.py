@@ -77,7 +77,7 @@ def format_status(status: JobStatus, now: float | None = None) -> str:
     """Return the status as the few lines ``lepton status`` prints."""
     lines = [f"job       {status.job_id} ({status.kind})",
              f"state     {status.state}",
-             f"chunks    {status.chunks_done}/{status.chunks_total} done"]
+             f"{_unit_of(status.kind):<9} {status.chunks_done}/{status.chunks_total} done"]
     if status.source:
         lines.append(f"source    {status.source}")
     if status.submitted_at is not None:
@@ -93,6 +93,11 @@ def format_status(status: JobStatus, now: float | None = None) -> str:
         where = "job" if index < 0 else f"chunk {index}"
         lines.append(f"error     {where}: {text}")
     return "\n".join(lines)
+
+
+def _unit_of(kind: str) -> str:
+    # An optimisation's progress is counted in generations, kept in the chunk fields.
+    return "generations" if kind == "optimization" else "chunks"
 
 
 def add_commands(commands: Any) -> None:

@@ -1,4 +1,4 @@
-"""``lepton status`` answers from Redis alone: state, chunks done of total, errors."""
+"""``lepton status`` answers from Redis alone: state, chunks (or generations) done, errors."""
 
 import json
 import subprocess
@@ -10,6 +10,7 @@ from conftest import make_settings
 
 from producer.client import Client
 from producer.local_cluster import RedisServer
+from producer.optimization import submit_optimization, wait_optimization
 from producer.status import format_status, read_status
 from tasks import errors
 
@@ -39,6 +40,17 @@ def test_finished_job_status_is_read_by_a_new_process(client: Client, data_root:
     assert status["errors"] == {}
     assert status["summary"]["n_rows"] == 30
     assert "state     SUCCESS" in printed.stdout and "chunks    3/3 done" in printed.stdout
+
+
+def test_optimization_status_counts_generations(client: Client) -> None:
+    job_id = submit_optimization(client, "pso", "sphere", 2, population=8, generations=5,
+                                 seed=3)
+    wait_optimization(client, job_id, progress=False, timeout_s=WAIT_S)
+
+    status = read_status(client, job_id)
+
+    assert (status.state, status.chunks_done, status.chunks_total) == ("SUCCESS", 5, 5)
+    assert "generations 5/5 done" in format_status(status)
 
 
 def test_failed_job_status_names_the_chunk_and_its_error(client: Client,
