@@ -14,6 +14,7 @@ from producer.arguments import job_id, plot_path, positive_int
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
+from tasks.result_files import read_result
 from workers.__main__ import add_worker_arguments, check_worker_arguments, start_worker
 from workers.settings import Settings
 
@@ -161,10 +162,19 @@ def write_plot(result: dict[str, Any], path: Path, plot_path: Path) -> None:
 
 
 def run_result(args: argparse.Namespace) -> int:
-    """Print a job's result as JSON (or its error)."""
+    """Print a job's result as JSON (or its error).
+
+    Without a cluster, the result of a job run on a local cluster is read from the
+    results directory, where every finished job leaves a copy.
+    """
     settings = Settings.from_env()
     if not settings.broker_url:
-        raise LeptonError("no cluster configured: set LEPTON_BROKER_URL")
+        stored = read_result(settings.results_dir, args.job_id)
+        if stored is None:
+            raise LeptonError(f"no result {args.job_id} in {settings.results_dir}, and no "
+                              "cluster to ask: set LEPTON_BROKER_URL")
+        print(json.dumps(stored, indent=2))
+        return 0
     client = Client(settings)
     try:
         print(json.dumps(client.result(args.job_id), indent=2))

@@ -1,6 +1,5 @@
 """The producer's Python API: submit a job as one chord, wait with progress, fetch results."""
 
-import json
 import logging
 import sys
 import time
@@ -19,6 +18,7 @@ from producer.progress_bar import progress_bar
 from producer.task_labels import chunk_label, reduce_label
 from tasks import errors
 from tasks.errors import BrokerUnavailable, JobFailed, JobNotFound, LeptonError
+from tasks.result_files import read_result
 from workers.app import create_app
 from workers.checkpoints import not_finished_error
 from workers.progress import count_done, first_failure, read_job, record_job
@@ -109,15 +109,15 @@ class Client:
 
     def result(self, job_id: str) -> dict[str, Any]:
         """Return a finished job's result from the backend or the results directory."""
-        stored = self.settings.results_dir / f"{job_id}.json"
         with translate_redis_errors(self.settings.broker_url):
             meta = self.app.backend.get_task_meta(job_id)
             if meta["status"] == "SUCCESS":
                 return dict(meta["result"])
             if meta["status"] == "FAILURE":
                 raise self._failure_of(job_id, meta["result"])
-            if stored.exists():
-                return dict(json.loads(stored.read_text()))
+            stored = read_result(self.settings.results_dir, job_id)
+            if stored is not None:
+                return stored
             description = read_job(self.redis, job_id)
         if description is None:
             raise JobNotFound(f"no job or result {job_id} (results expire after "

@@ -31,3 +31,11 @@ def write_json(final: Path, data: Any, indent: int | None = None) -> Path:
 def write_result(results_dir: Path, result: dict[str, Any]) -> Path:
     """Write ``<results_dir>/<job_id>.json`` atomically and return its path."""
     return write_json(result_path(results_dir, result["job_id"]), result, indent=2)
+
+
+def read_result(results_dir: Path, job_id: str) -> dict[str, Any] | None:
+    """Return the result written by :func:`write_result` for ``job_id``, or None."""
+    path = result_path(results_dir, job_id)
+    if not path.is_file():
+        return None
+    return dict(json.loads(path.read_text()))

@@ -101,6 +101,13 @@ def test_without_a_broker_a_local_cluster_runs_the_job_and_stops(tmp_path: Path)
     np.testing.assert_allclose(result["coefficients"], expected, rtol=1e-9)
     assert result["n_chunks"] == 7  # row groups of 300, 300, 300, 100 rows
 
+    fetched = lepton("result", result["job_id"], env=env, cwd=tmp_path)
+    unknown = lepton("result", "no-such-job", env=env, cwd=tmp_path)
+
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout) == result
+    assert unknown.returncode == 1 and "no result no-such-job in" in unknown.stderr
+
 
 def child_pids(pid: int) -> list[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children")
