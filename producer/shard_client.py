@@ -94,7 +94,7 @@ class ShardClient:
         """Delete what finished look-ups left in Redis and close the connections."""
         try:
             if self._stale_keys:
-                with translate_redis_errors():
+                with translate_redis_errors(self.settings.broker_url):
                     self.client.redis.unlink(*self._stale_keys)
                 self._stale_keys.clear()
         finally:
@@ -232,7 +232,7 @@ class ShardClient:
         if (cached is not None and cached.members == members
                 and cached.shard_count == manifest.shard_count):
             return cached
-        with translate_redis_errors():
+        with translate_redis_errors(self.settings.broker_url):
             placement = current_placement(self.client.redis, manifest.name,
                                           manifest.shard_count, members)
         self._placements[manifest.name] = placement
@@ -250,7 +250,7 @@ class ShardClient:
             return self._live[1]
         deadline = started + self.settings.member_timeout_s
         while True:
-            with translate_redis_errors():
+            with translate_redis_errors(self.settings.broker_url):
                 members = live_members(self.client.redis, self.settings.member_timeout_s,
                                        self._stale_keys)
             self._stale_keys.clear()
@@ -266,7 +266,7 @@ class ShardClient:
             time.sleep(MEMBER_WAIT_POLL_S)
 
     def _send(self, owner: str, request: dict[str, Any]) -> AsyncResult:
-        with translate_redis_errors():
+        with translate_redis_errors(self.settings.broker_url):
             return self.client.app.signature("lepton.shard.lookup", args=(request,),
                                              **_route_to(owner)).apply_async()
 
@@ -281,7 +281,7 @@ class ShardClient:
                "key_type": manifest.key_type, "n_keys": n_keys, "n_parts": len(routed),
                "empty_positions": empty, "submitted_at": time.time()}
         callback = self.client.app.signature("lepton.shard.merge", kwargs={"job": job})
-        with translate_redis_errors():
+        with translate_redis_errors(self.settings.broker_url):
             store_tables(self.client.redis, {ask_key(job_id, part): ask.ask
                                              for part, ask in enumerate(routed)},
                          self.settings.visibility_timeout_s)
@@ -326,12 +326,12 @@ class ShardClient:
         """Wait for ``result``; between polls check progress, owners and the deadline."""
         owners = {ask.owner for ask in routed}
         while True:
-            with translate_redis_errors():
+            with translate_redis_errors(self.settings.broker_url):
                 try:
                     return result.get(timeout=POLL_S, propagate=False)
                 except CeleryTimeoutError:
                     pass  # not a Redis timeout: the answer is not there yet
-            with translate_redis_errors():
+            with translate_redis_errors(self.settings.broker_url):
                 if report is not None:
                     report()
                 live = set(live_members(self.client.redis, self.settings.member_timeout_s))

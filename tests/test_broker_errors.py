@@ -14,6 +14,7 @@ from conftest import make_settings
 
 from producer.client import Client
 from producer.local_cluster import RedisServer
+from producer.shard_client import ShardClient
 from producer.status import read_status
 from tasks.errors import BrokerUnavailable
 from workers.settings import Settings
@@ -67,6 +68,21 @@ def test_wrong_password_is_a_clear_error_for_every_producer_call(
 
     assert_each_fails_quickly(settings, dataset,
                               r"at redis://:\*\*\*@127\.0\.0\.1:\d+/0 refused the password")
+
+
+def test_wrong_password_is_a_clear_error_for_shard_look_ups(protected_redis: RedisServer,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "keys.csv").write_text("key,value\n1,a\n2,b\n3,c\n")
+    url = protected_redis.url.replace(PASSWORD, "not-the-password")
+    shards = ShardClient(make_settings(tmp_path).with_broker(url))
+    try:
+        shards.build(tmp_path / "keys.csv", "key", shards=2, name="keys", progress=False)
+        for call in (lambda: shards.info("keys"), lambda: shards.get("keys", [1])):
+            with pytest.raises(BrokerUnavailable, match="refused the password") as raised:
+                call()
+            assert PASSWORD not in str(raised.value)
+    finally:
+        shards.close()
 
 
 def test_missing_password_says_that_redis_requires_one(protected_redis: RedisServer,
