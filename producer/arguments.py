@@ -1,10 +1,10 @@
 """Argument types shared by the ``lepton`` subcommands: refuse bad values at parse time."""
 
 import argparse
-import re
 from pathlib import Path
 
-JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+from tasks.data_root import is_job_id
+
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
@@ -21,7 +21,7 @@ def positive_int(text: str) -> int:
 
 def job_id(text: str) -> str:
     """A job id as Lepton makes them: letters, digits, ``-`` and ``_``."""
-    if not JOB_ID.fullmatch(text):
+    if not is_job_id(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id")
     return text
 

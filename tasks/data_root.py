@@ -1,8 +1,17 @@
 """Confine every file a worker opens to the configured data root."""
 
+import re
 from pathlib import Path
 
 from tasks.errors import DatasetNotFound, PathOutsideDataRoot
+
+# Job ids as Lepton makes them (uuid4 strings) or users choose them: a plain file name.
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def is_job_id(text: str) -> bool:
+    """Return whether ``text`` is a valid job id, which is also a safe file name."""
+    return JOB_ID.fullmatch(text) is not None
 
 
 def relative_to_root(path: Path, data_root: Path) -> str:
@@ -39,8 +48,7 @@ def resolve_in_root(relative_path: str, data_root: Path) -> Path:
 
 def result_path(results_dir: Path, job_id: str) -> Path:
     """Return ``<results_dir>/<job_id>.json``, refusing an id that would leave the directory."""
-    if not job_id or job_id.startswith(".") or any(
-            not (character.isalnum() or character in "-_.") for character in job_id):
+    if not is_job_id(job_id):
         raise PathOutsideDataRoot(f"job id {job_id!r} is not a plain name: refusing to write "
                                   f"a result outside {results_dir}")
     return results_dir / f"{job_id}.json"
