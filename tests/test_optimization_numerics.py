@@ -159,6 +159,16 @@ def test_swarm_step_follows_the_update_equation_inside_the_bounds() -> None:
     np.testing.assert_array_equal(moved.best_fitness, fitness)
 
 
+def test_swarm_inertia_falls_linearly_over_the_run_and_stays_in_range() -> None:
+    params = swarm.SwarmParams()
+
+    assert swarm.inertia_at(0.0, params) == params.inertia
+    assert swarm.inertia_at(1.0, params) == params.final_inertia
+    assert swarm.inertia_at(0.25, params) == pytest.approx(0.7298 - 0.25 * (0.7298 - 0.4))
+    assert swarm.inertia_at(-1.0, params) == params.inertia
+    assert swarm.inertia_at(2.0, params) == params.final_inertia
+
+
 @pytest.mark.parametrize("algorithm", ["ga", "pso"])
 def test_a_state_survives_its_checkpoint_encoding_bit_for_bit(algorithm: str) -> None:
     objective = get_objective("flaky_sphere", FIXTURES)
