@@ -33,6 +33,10 @@ class EmptyDataset(DatasetError):
     """The dataset holds no data rows."""
 
 
+class MalformedCsv(DatasetError):
+    """A CSV file Lepton cannot cut into chunks."""
+
+
 class ColumnNotFound(DatasetError):
     """A requested column is not in the dataset."""
 

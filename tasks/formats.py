@@ -25,12 +25,14 @@ from tasks.errors import (
     ColumnNotNumeric,
     DatasetError,
     EmptyDataset,
+    MalformedCsv,
     UnsupportedFormat,
 )
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
 SCAN_BLOCK_BYTES = 4 * 1024 * 1024
+NEWLINE, QUOTE = ord("\n"), ord('"')
 
 # Rows read up front to tell numeric columns from text ones before anything is queued.
 CSV_SAMPLE_ROWS = 1000
@@ -192,8 +194,11 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
         offset = data_start
         next_cut = chunk_rows
         ends_with_newline = True
+        in_quotes = False
         while offset < size:
             block = handle.read(SCAN_BLOCK_BYTES)
+            if in_quotes or b'"' in block:
+                in_quotes = _check_quoted_newlines(path, block, in_quotes, lines_seen)
             # Counting newlines runs at memory speed; their positions are only needed
             # in the few blocks where a chunk ends.
             count = block.count(b"\n")
@@ -205,6 +210,9 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
             lines_seen += count
             offset += len(block)
             ends_with_newline = block.endswith(b"\n")
+    if in_quotes:
+        raise MalformedCsv(f"{path.name}: a quote opened before the end of the file is "
+                           "never closed")
     if offset > data_start and not ends_with_newline:
         lines_seen += 1  # a last line without its newline is still a row
     if boundaries[-1] < size:
@@ -216,6 +224,27 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
         pieces.append({"start": start, "end": end, "first_line": first_line, "rows": rows})
         first_line += rows
     return pieces
+
+
+def _check_quoted_newlines(path: Path, block: bytes, in_quotes: bool,
+                           lines_before: int) -> bool:
+    """Refuse a line break inside a quoted field; return whether the block ends in quotes.
+
+    Chunks are cut at line ends, so a field spanning lines would be torn in two and
+    misread. A doubled quote inside a field leaves the count's parity unchanged, so a
+    line end lies inside quotes exactly when an odd number of quotes precede it.
+    """
+    codes = np.frombuffer(block, dtype=np.uint8)
+    quote_positions = np.flatnonzero(codes == QUOTE)
+    line_ends = np.flatnonzero(codes == NEWLINE)
+    quotes_before = np.searchsorted(quote_positions, line_ends) + int(in_quotes)
+    inside = np.flatnonzero(quotes_before % 2 == 1)
+    if inside.size:
+        line = lines_before + int(inside[0]) + 2  # the header is line 1
+        raise MalformedCsv(f"{path.name} line {line}: a quoted field goes on to the next "
+                           "line, which Lepton cannot split into chunks; remove the line "
+                           "breaks from the field or convert the file to Parquet")
+    return (len(quote_positions) + int(in_quotes)) % 2 == 1
 
 
 def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tasks.formats
+from tasks.errors import MalformedCsv
 from tasks.formats import inspect_dataset, plan_chunks, read_chunk
 
 
@@ -38,6 +40,37 @@ def test_csv_blank_line_counts_as_a_missing_row(tmp_path: Path) -> None:
                         for chunk in chunks])
 
     assert values.shape == (3, 2) and np.isnan(values[1]).all()
+
+
+def test_csv_quoted_fields_without_line_breaks_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_text('a,label,b\n1,"x, ""y""",2\n3,"z",4\n5,plain,6\n')
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "quoted.csv", 1)
+    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
+                        for chunk in chunks])
+
+    np.testing.assert_array_equal(values, [[1, 2], [3, 4], [5, 6]])
+
+
+@pytest.mark.parametrize("text, where", [
+    ('a,label,b\n1,one,2\n3,"two\nlines",4\n', "quoted.csv line 3: a quoted field"),
+    ('a,label,b\n1,one,2\n3,"open,4\n5,six,6\n', "quoted.csv line 3: a quoted field"),
+    ('a,label,b\n1,one,2\n3,"never closed,4', "quoted.csv: a quote .* never closed"),
+])
+def test_csv_line_break_inside_quotes_is_refused_with_its_line(
+        tmp_path: Path, text: str, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_text(text)
+    # The faults lie past the rows inspection samples, as in a large file.
+    monkeypatch.setattr(tasks.formats, "CSV_SAMPLE_ROWS", 1)
+    info = inspect_dataset(path)
+    # Small blocks too, so that quotes open in one block and close in the next.
+    for block_bytes in (tasks.formats.SCAN_BLOCK_BYTES, 5):
+        monkeypatch.setattr(tasks.formats, "SCAN_BLOCK_BYTES", block_bytes)
+        with pytest.raises(MalformedCsv, match=where):
+            plan_chunks(info, "quoted.csv", 1)
 
 
 def test_structured_npy_columns_are_its_field_names(tmp_path: Path) -> None:
