@@ -11,6 +11,7 @@ Every chunk also carries ``rows``, the number of data rows it holds, so the redu
 check that all rows were seen.
 """
 
+import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,6 @@ from tasks.errors import (
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 
 SCAN_BLOCK_BYTES = 4 * 1024 * 1024
-NEWLINE, QUOTE = ord("\n"), ord('"')
 
 # Rows read up front to tell numeric columns from text ones before anything is queued.
 CSV_SAMPLE_ROWS = 1000
@@ -194,11 +194,13 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
         offset = data_start
         next_cut = chunk_rows
         ends_with_newline = True
-        in_quotes = False
+        first_quote: tuple[int, int] | None = None  # (offset of its line, line number)
         while offset < size:
             block = handle.read(SCAN_BLOCK_BYTES)
-            if in_quotes or b'"' in block:
-                in_quotes = _check_quoted_newlines(path, block, in_quotes, lines_seen)
+            if first_quote is None and (quote := block.find(b'"')) >= 0:
+                line_start = block.rfind(b"\n", 0, quote) + 1
+                first_quote = (offset + line_start,
+                               lines_seen + block.count(b"\n", 0, line_start) + 2)
             # Counting newlines runs at memory speed; their positions are only needed
             # in the few blocks where a chunk ends.
             count = block.count(b"\n")
@@ -210,9 +212,8 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
             lines_seen += count
             offset += len(block)
             ends_with_newline = block.endswith(b"\n")
-    if in_quotes:
-        raise MalformedCsv(f"{path.name}: a quote opened before the end of the file is "
-                           "never closed")
+    if first_quote is not None:
+        _refuse_quoted_line_breaks(path, *first_quote)
     if offset > data_start and not ends_with_newline:
         lines_seen += 1  # a last line without its newline is still a row
     if boundaries[-1] < size:
@@ -226,25 +227,27 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
     return pieces
 
 
-def _check_quoted_newlines(path: Path, block: bytes, in_quotes: bool,
-                           lines_before: int) -> bool:
-    """Refuse a line break inside a quoted field; return whether the block ends in quotes.
+def _refuse_quoted_line_breaks(path: Path, line_offset: int, line_number: int) -> None:
+    """Raise :class:`MalformedCsv` if a quoted field spans lines, naming its first line.
 
-    Chunks are cut at line ends, so a field spanning lines would be torn in two and
-    misread. A doubled quote inside a field leaves the count's parity unchanged, so a
-    line end lies inside quotes exactly when an odd number of quotes precede it.
+    Chunks are cut at line ends, so such a field would be torn in two and misread.
+    Only files with quotes get here, from the line of the first quote on; the csv
+    module applies the same quoting rules as pandas (a quote opens a field only at its
+    start; a doubled quote stands for one quote).
     """
-    codes = np.frombuffer(block, dtype=np.uint8)
-    quote_positions = np.flatnonzero(codes == QUOTE)
-    line_ends = np.flatnonzero(codes == NEWLINE)
-    quotes_before = np.searchsorted(quote_positions, line_ends) + int(in_quotes)
-    inside = np.flatnonzero(quotes_before % 2 == 1)
-    if inside.size:
-        line = lines_before + int(inside[0]) + 2  # the header is line 1
-        raise MalformedCsv(f"{path.name} line {line}: a quoted field goes on to the next "
-                           "line, which Lepton cannot split into chunks; remove the line "
-                           "breaks from the field or convert the file to Parquet")
-    return (len(quote_positions) + int(in_quotes)) % 2 == 1
+    with open(path, "rb") as raw:
+        raw.seek(line_offset)
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(text)
+        lines_read = 0
+        for record in reader:
+            if reader.line_num - lines_read > 1 or any("\n" in field or "\r" in field
+                                                        for field in record[-1:]):
+                raise MalformedCsv(
+                    f"{path.name} line {line_number + lines_read}: a quoted field goes on "
+                    "to the next line, which Lepton cannot split into chunks; remove the "
+                    "line breaks from the field or convert the file to Parquet")
+            lines_read = reader.line_num
 
 
 def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
