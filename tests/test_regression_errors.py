@@ -111,6 +111,14 @@ def test_unsupported_suffix_is_refused(client: Client, data_root: Path) -> None:
         client.submit_regression(path, "y")
 
 
+def test_quoted_line_break_is_refused_before_submission(client: Client,
+                                                        data_root: Path) -> None:
+    path = write(data_root / "notes.csv", 'x,note,y\n1,ok,2\n2,"two\nlines",3\n3,ok,5\n')
+
+    with pytest.raises(errors.MalformedCsv, match="notes.csv line 3"):
+        client.submit_regression(path, "y", ["x"], chunk_rows=1)
+
+
 def test_infinite_value_fails_naming_the_line(client: Client, data_root: Path) -> None:
     path = write(data_root / "infinite.csv", "x,y\n1,2\n2,inf\n3,5\n4,6\n")
 
