@@ -27,7 +27,7 @@ from workers.settings import Settings
 
 # Values such as ``-5.12:5.12`` or ``-1e-9`` are arguments, not options: no option of
 # these commands starts with a digit after its dash.
-NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+NEGATIVE_VALUE = re.compile(r"^-(\.?\d|inf)", re.IGNORECASE)
 
 BEST_X_SHOWN = 12
 

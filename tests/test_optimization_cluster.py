@@ -281,3 +281,9 @@ def test_command_line_refuses_bad_bounds_with_a_message_and_no_traceback(
     assert refused.returncode == 1
     assert refused.stderr.strip() == ("lepton: error: lower bound 3.0 is not below upper "
                                       "bound 2.0 in dimension 1")
+
+    infinite = lepton(cluster_env, "optimize", "pso", "--objective", "sphere", "--dim", "2",
+                      "--bounds", "-inf:inf")
+    assert infinite.returncode == 1
+    assert infinite.stderr.strip() == ("lepton: error: bounds of dimension 0 must be finite, "
+                                       "got -inf:inf")
