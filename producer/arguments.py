@@ -26,9 +26,27 @@ def job_id(text: str) -> str:
     return text
 
 
+def output_path(text: str) -> Path:
+    """A file to write once the job is done (``--out``): checked before the job runs.
+
+    Missing directories on the way are created when the file is written; an existing
+    directory in the file's place, or a file in a directory's, is refused now.
+    """
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file in it")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{text!r}: {str(parent)!r} is a file, "
+                                                 "not a directory")
+            break
+    return path
+
+
 def plot_path(text: str) -> Path:
     """A picture file whose suffix matplotlib can write; checked before the job runs."""
-    path = Path(text)
+    path = output_path(text)
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a plot must end in {', '.join(PLOT_SUFFIXES)}")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.arguments import job_id, plot_path, positive_int
+from producer.arguments import job_id, output_path, plot_path, positive_int
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="fit arrival delay on the 2013 NYC flights")
     demo.add_argument("--workers", type=positive_int, default=None)
     demo.add_argument("--chunk-rows", type=positive_int, default=None)
-    demo.add_argument("--out", type=Path, default=None)
+    demo.add_argument("--out", type=output_path, default=None)
     demo.add_argument("--plot", type=plot_path, default=None)
     demo.set_defaults(handler=run_demo)
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--chunk-rows", type=positive_int, default=None)
     fit.add_argument("--workers", type=positive_int, default=None,
                      help="worker processes of the local cluster (default: one per core)")
-    fit.add_argument("--out", type=Path, default=None, help="also write the result here")
+    fit.add_argument("--out", type=output_path, default=None, help="also write the result here")
     fit.add_argument("--plot", type=plot_path, default=None, help="write a PNG plot here")
     fit.add_argument("--detach", action="store_true",
                      help="print the job id and return (needs LEPTON_BROKER_URL)")

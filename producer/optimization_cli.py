@@ -3,10 +3,9 @@
 import argparse
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
-from producer.arguments import job_id, plot_path, positive_int
+from producer.arguments import job_id, output_path, plot_path, positive_int
 from producer.client import Client
 from producer.local_cluster import LocalCluster
 from producer.optimization import (
@@ -74,7 +73,7 @@ def add_commands(subparsers: Any) -> None:
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes of the local cluster (default: one per core)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--out", type=output_path, default=None, help="also write the result here")
     parser.add_argument("--plot", type=plot_path, default=None,
                         help="convergence plot (default: <results dir>/<job id>.png)")
     parser.add_argument("--detach", action="store_true",

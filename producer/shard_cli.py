@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from producer.arguments import positive_int
+from producer.arguments import output_path, positive_int
 from producer.node_cluster import connect_shards
 from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_client import LookupResult
@@ -44,7 +44,8 @@ def add_commands(commands: Any) -> None:
     lookup.add_argument("name")
     lookup.add_argument("keys_file", type=Path,
                         help=f"keys, one per line or one column ({', '.join(KEYS_FORMATS)})")
-    lookup.add_argument("--out", type=Path, default=None, help="write rows here (.csv/.parquet)")
+    lookup.add_argument("--out", type=output_path, default=None,
+                        help="write rows here (.csv/.parquet)")
     lookup.add_argument("--workers", type=positive_int, default=None, help=WORKERS_HELP)
     lookup.set_defaults(handler=run_lookup)
 

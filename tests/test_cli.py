@@ -82,6 +82,31 @@ def test_worker_refuses_impossible_pool_options(cluster_env: dict[str, str],
     assert expected in done.stderr and "Traceback" not in done.stderr
 
 
+def test_worker_without_a_broker_says_what_to_set(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEPTON_")}
+
+    done = lepton("worker", env=env, cwd=tmp_path, timeout_s=30)
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "set LEPTON_BROKER_URL" in done.stderr
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--out", "{csv}/result.json", "is a file, not a directory"),
+    ("--plot", "{csv}/fit.png", "is a file, not a directory"),
+    ("--out", "{root}", "is a directory: name a file in it"),
+])
+def test_unwritable_output_is_refused_before_the_job_runs(
+        cluster_env: dict[str, str], small_csv: Path, option: str, value: str,
+        expected: str) -> None:
+    target = value.format(csv=small_csv, root=small_csv.parent)
+
+    done = lepton("regress", str(small_csv), "--target", "y", option, target, env=cluster_env)
+
+    assert done.returncode == 2 and expected in done.stderr
+    assert "Traceback" not in done.stderr and "job" not in done.stdout
+
+
 def test_without_a_broker_a_local_cluster_runs_the_job_and_stops(tmp_path: Path) -> None:
     frame = synthetic_frame(np.random.default_rng(3), 1000, features=2)
     write_frame(frame, tmp_path / "local.parquet", row_group_rows=300)

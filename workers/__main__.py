@@ -8,7 +8,7 @@ import redis
 from celery.signals import worker_process_init
 from threadpoolctl import threadpool_limits
 
-from tasks.errors import BrokerUnavailable, LeptonError
+from tasks.errors import BrokerUnavailable, ConfigError, LeptonError
 from workers.app import create_app
 from workers.queues import parse_queues
 from workers.settings import Settings
@@ -75,6 +75,9 @@ def start_worker(args: argparse.Namespace) -> None:
     SIGTERM asks for a warm shutdown: running tasks finish, nothing new is taken.
     """
     settings = Settings.from_env()
+    if not settings.broker_url:
+        raise ConfigError("a worker serves a cluster: set LEPTON_BROKER_URL to its Redis "
+                          "(commands run without one start their own workers)")
     check_password(settings)
     app = create_app(settings)
     concurrency = args.concurrency or settings.worker_concurrency
