@@ -11,7 +11,6 @@ Every chunk also carries ``rows``, the number of data rows it holds, so the redu
 check that all rows were seen.
 """
 
-import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from tasks.csv_check import FieldCounter, check_quoted_part
 from tasks.errors import (
     ColumnNotFound,
     ColumnNotNumeric,
@@ -111,7 +111,7 @@ def check_columns(info: DatasetInfo, used: list[str]) -> None:
 def plan_chunks(info: DatasetInfo, relative_path: str, chunk_rows: int) -> list[Chunk]:
     """Cut the dataset into chunks of at most ``chunk_rows`` data rows each."""
     if info.format == "csv":
-        pieces = _csv_byte_ranges(info.path, chunk_rows)
+        pieces = _csv_byte_ranges(info.path, chunk_rows, len(info.columns))
         if not pieces:
             raise EmptyDataset(f"{info.path}: the file has no data rows")
     elif info.format == "parquet":
@@ -156,7 +156,8 @@ def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str]
     try:
         sample = pd.read_csv(path, nrows=CSV_SAMPLE_ROWS, engine="c")
     except pd.errors.ParserError as error:
-        raise DatasetError(f"{path}: not a regular CSV table: {error}") from error
+        raise DatasetError(f"{path}: not a regular CSV table: {str(error).strip()}"
+                           ) from error
     sample.columns = [str(name) for name in sample.columns]
     columns = list(sample.columns)
     numeric = {
@@ -183,8 +184,12 @@ def _estimate_csv_rows(path: Path, sampled_rows: int) -> int:
     return max(sampled_rows, round((size - header_bytes) * sampled_rows / sample_bytes))
 
 
-def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
-    """Split after the header into byte ranges of ``chunk_rows`` lines each."""
+def _csv_byte_ranges(path: Path, chunk_rows: int, n_fields: int) -> list[Chunk]:
+    """Split after the header into byte ranges of ``chunk_rows`` lines each.
+
+    Every line is checked on the way (see :mod:`tasks.csv_check`).
+    """
+    fields = FieldCounter(path, n_fields)
     with open(path, "rb") as handle:
         header = handle.readline()
         data_start = len(header)
@@ -195,12 +200,19 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
         next_cut = chunk_rows
         ends_with_newline = True
         first_quote: tuple[int, int] | None = None  # (offset of its line, line number)
+        open_line_offset = data_start  # where the line in progress began
         while offset < size:
             block = handle.read(SCAN_BLOCK_BYTES)
-            if first_quote is None and (quote := block.find(b'"')) >= 0:
-                line_start = block.rfind(b"\n", 0, quote) + 1
-                first_quote = (offset + line_start,
-                               lines_seen + block.count(b"\n", 0, line_start) + 2)
+            if first_quote is None:
+                quote = block.find(b'"')
+                checked = block if quote < 0 else block[:block.rfind(b"\n", 0, quote) + 1]
+                fields.feed(checked, lines_seen)
+                if quote >= 0:
+                    # The quote's line may have begun in an earlier block.
+                    lines_before = lines_seen + checked.count(b"\n")
+                    line_offset = (offset + len(checked) if checked.endswith(b"\n")
+                                   else open_line_offset)
+                    first_quote = (line_offset, lines_before + 2)
             # Counting newlines runs at memory speed; their positions are only needed
             # in the few blocks where a chunk ends.
             count = block.count(b"\n")
@@ -209,13 +221,17 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
                 cuts = line_ends[next_cut - lines_seen - 1::chunk_rows] + offset + 1
                 boundaries.extend(cuts.tolist())
                 next_cut += chunk_rows * len(cuts)
+            if count:
+                open_line_offset = offset + block.rfind(b"\n") + 1
             lines_seen += count
             offset += len(block)
             ends_with_newline = block.endswith(b"\n")
-    if first_quote is not None:
-        _refuse_quoted_line_breaks(path, *first_quote)
     if offset > data_start and not ends_with_newline:
         lines_seen += 1  # a last line without its newline is still a row
+    if first_quote is None:
+        fields.finish(last_line=lines_seen + 1)
+    else:
+        check_quoted_part(path, *first_quote, n_fields)
     if boundaries[-1] < size:
         boundaries.append(size)
     pieces = []
@@ -227,39 +243,22 @@ def _csv_byte_ranges(path: Path, chunk_rows: int) -> list[Chunk]:
     return pieces
 
 
-def _refuse_quoted_line_breaks(path: Path, line_offset: int, line_number: int) -> None:
-    """Raise :class:`MalformedCsv` if a quoted field spans lines, naming its first line.
-
-    Chunks are cut at line ends, so such a field would be torn in two and misread.
-    Only files with quotes get here, from the line of the first quote on; the csv
-    module applies the same quoting rules as pandas (a quote opens a field only at its
-    start; a doubled quote stands for one quote).
-    """
-    with open(path, "rb") as raw:
-        raw.seek(line_offset)
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-        reader = csv.reader(text)
-        lines_read = 0
-        for record in reader:
-            if reader.line_num - lines_read > 1 or any("\n" in field or "\r" in field
-                                                        for field in record[-1:]):
-                raise MalformedCsv(
-                    f"{path.name} line {line_number + lines_read}: a quoted field goes on "
-                    "to the next line, which Lepton cannot split into chunks; remove the "
-                    "line breaks from the field or convert the file to Parquet")
-            lines_read = reader.line_num
-
-
 def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
                     all_columns: list[str]) -> np.ndarray:
     with open(path, "rb") as handle:
         handle.seek(chunk["start"])
         data = handle.read(chunk["end"] - chunk["start"])
     # Blank lines become all-missing rows, so every planned line is accounted for.
-    frame = pd.read_csv(
-        io.BytesIO(data), header=None, names=all_columns, usecols=columns,
-        engine="c", skip_blank_lines=False,
-    )
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), header=None, names=all_columns, usecols=columns,
+            engine="c", skip_blank_lines=False,
+        )
+    except pd.errors.ParserError as error:
+        # The planner refuses what it can foresee; pandas numbers a chunk's rows from 0.
+        raise MalformedCsv(f"{path}: chunk {chunk['index']}, lines "
+                           f"{chunk['first_line']}-{chunk['first_line'] + chunk['rows'] - 1}: "
+                           f"{str(error).strip()}") from error
     for name in columns:
         if not pd.api.types.is_numeric_dtype(frame[name]):
             frame[name] = _coerce_numeric(path, chunk, frame[name], name)

@@ -74,6 +74,28 @@ def test_csv_line_break_inside_quotes_is_refused_with_its_line(
             plan_chunks(info, "quoted.csv", 1)
 
 
+@pytest.mark.parametrize("text, line, fields", [
+    ("a,b\n1,2,3\n2,4\n3,6\n", 2, 3),
+    ("a,b\n1,2\n2,4\n3,6,7,8\n", 4, 4),
+    ("a,b\n1,2\n2,4\n3,6,7", 4, 3),
+    ('a,b\n1,2\n"x,y",4\n3,6,7\n', 4, 3),
+    ('a,b\n1,2\n2,"x,y",9\n', 3, 3),
+])
+def test_csv_line_with_more_fields_than_the_header_is_refused_with_its_line(
+        tmp_path: Path, text: str, line: int, fields: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(text)
+    monkeypatch.setattr(tasks.formats, "CSV_SAMPLE_ROWS", 1)
+    info = inspect_dataset(path)
+    # Blocks of 3 bytes also end inside lines, so counts carry over between blocks.
+    for block_bytes in (tasks.formats.SCAN_BLOCK_BYTES, 3):
+        monkeypatch.setattr(tasks.formats, "SCAN_BLOCK_BYTES", block_bytes)
+        with pytest.raises(MalformedCsv, match=f"wide.csv line {line}: {fields} fields "
+                                               "where the header names 2"):
+            plan_chunks(info, "wide.csv", 2)
+
+
 def test_structured_npy_columns_are_its_field_names(tmp_path: Path) -> None:
     array = np.zeros(5, dtype=[("x", "f8"), ("y", "i4")])
     array["x"], array["y"] = np.arange(5), np.arange(5) * 2
