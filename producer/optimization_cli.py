@@ -84,13 +84,16 @@ def run_optimize(args: argparse.Namespace) -> int:
     """Submit the search, watch it, then print and write the result."""
     settings = Settings.from_env()
     objective = get_objective(args.objective, settings.objectives_module)
-    dim = args.dim if args.dim is not None else objective.dim
+    bounds = parse_bounds(args.bounds) if args.bounds else None
+    # One LO:HI per dimension says how many dimensions there are.
+    per_dimension = len(bounds) if bounds is not None and len(bounds) > 1 else None
+    dim = next((value for value in (args.dim, per_dimension, objective.dim)
+                if value is not None), None)
     if dim is None:
         raise InvalidSearchSetting(f"objective {args.objective!r} takes any dimension: "
-                                   "give --dim")
+                                   "give --dim, or one --bounds LO:HI per dimension")
     local = not settings.broker_url
     workers = (args.workers or settings.worker_concurrency) if local else (args.workers or 1)
-    bounds = parse_bounds(args.bounds) if args.bounds else None
     # Refuse bad input before a local cluster is started for nothing.
     config = plan_optimization(settings, args.algorithm, args.objective, dim, bounds,
                                population=args.population, generations=args.generations,

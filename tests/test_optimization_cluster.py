@@ -265,7 +265,8 @@ def test_command_line_runs_a_search_and_result_fetches_it(cluster_env: dict[str,
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads(fetched.stdout) == written
 
-    detached = lepton(cluster_env, "optimize", "ga", "--objective", "sphere", "--dim", "2",
+    # No --dim: one LO:HI per dimension gives it.
+    detached = lepton(cluster_env, "optimize", "ga", "--objective", "sphere",
                       "--bounds", "-1:1", "-2:0.5", "--population", "6", "--generations", "3",
                       "--seed", "1", "--detach")
     assert detached.returncode == 0, detached.stderr
