@@ -19,6 +19,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def column_list(text: str) -> list[str]:
+    """Comma-separated column names (``--features A,B``); none of them may be empty."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected column names separated by "
+                                         "commas, e.g. dep_delay,distance")
+    return names
+
+
 def job_id(text: str) -> str:
     """A job id as Lepton makes them: letters, digits, ``-`` and ``_``."""
     if not is_job_id(text):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.arguments import job_id, output_path, plot_path, positive_int
+from producer.arguments import column_list, job_id, output_path, plot_path, positive_int
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("regress", help="least-squares regression over a dataset")
     fit.add_argument("path", type=Path, help="CSV, Parquet or NPY file under the data root")
     fit.add_argument("--target", required=True)
-    fit.add_argument("--features", default=None,
+    fit.add_argument("--features", type=column_list, default=None,
                      help="comma-separated columns (default: every other numeric column)")
     fit.add_argument("--no-intercept", action="store_true")
     fit.add_argument("--chunk-rows", type=positive_int, default=None)
@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_regress(args: argparse.Namespace) -> int:
     """Fit, print a table, and write the JSON and plot files asked for."""
-    features = args.features.split(",") if args.features else None
+    features = args.features
     settings = Settings.from_env()
     if args.detach:
         if not settings.broker_url:

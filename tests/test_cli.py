@@ -82,6 +82,15 @@ def test_worker_refuses_impossible_pool_options(cluster_env: dict[str, str],
     assert expected in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("features", ["", "x0,,x1"])
+def test_empty_feature_names_are_refused(cluster_env: dict[str, str], small_csv: Path,
+                                         features: str) -> None:
+    done = lepton("regress", str(small_csv), "--target", "y", "--features", features,
+                  env=cluster_env)
+
+    assert done.returncode == 2 and "expected column names separated by commas" in done.stderr
+
+
 def test_worker_without_a_broker_says_what_to_set(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEPTON_")}
 
