@@ -13,7 +13,7 @@ import numpy as np
 from celery import Task, shared_task
 
 from tasks.data_root import resolve_in_root
-from tasks.errors import ColumnNotNumeric, JobIncomplete
+from tasks.errors import ColumnNotNumeric, FitError, JobIncomplete
 from tasks.formats import file_stamp, read_chunk
 from tasks.least_squares import Partial, block_partial, merge_partials, solve
 from tasks.result_files import write_result
@@ -76,7 +76,12 @@ def regression_reduce(self: Task, chunk_results: list[dict[str, Any]],
     """Check that every chunk arrived once, merge, solve and write the result."""
     check_complete(chunk_results, job)
     partials = [Partial.from_json(result["partial"]) for result in chunk_results]
-    fit = solve(merge_partials(partials), job["features"], job["target"], job["intercept"])
+    try:
+        fit = solve(merge_partials(partials), job["features"], job["target"],
+                    job["intercept"])
+    except FitError as error:
+        # The kernel knows columns, not files: say which dataset the verdict is about.
+        raise type(error)(f"{job['source']}: {error}") from error
 
     names = (["intercept"] if job["intercept"] else []) + job["features"]
     result = {
