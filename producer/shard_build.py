@@ -6,8 +6,8 @@ from pathlib import Path
 
 from producer.progress_bar import progress_bar
 from tasks.data_root import relative_to_root
-from tasks.errors import DatasetError, DatasetNotFound
-from tasks.sharding import NULL_POLICIES, Manifest, build_shard_set
+from tasks.errors import DatasetError, DatasetNotFound, ShardSetNotFound
+from tasks.sharding import NULL_POLICIES, Manifest, build_shard_set, read_manifest
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
         raise DatasetError(f"nulls must be one of {', '.join(NULL_POLICIES)}, got {nulls!r}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DatasetNotFound(f"{path}: no such file")
+        raise DatasetNotFound(f"{path.resolve()}: no such file")
     name = name or re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip(".-") or "shards"
+    _warn_if_replacing(settings.data_root, name, key)
     # Like every other input, the source must sit below the data root: the shards it
     # becomes are served to anyone who can submit a lookup.
     source = relative_to_root(path, settings.data_root)
@@ -41,3 +42,15 @@ def build_shards(path: str | Path, key: str, shards: int = DEFAULT_SHARDS,
     logger.info("shard set built name=%s shards=%d rows=%d nulls=%d", name, shards,
                 manifest.rows, manifest.null_rows)
     return manifest
+
+
+def _warn_if_replacing(data_root: Path, name: str, key: str) -> None:
+    # The name defaults to the file's stem, so a rebuild by another key can replace a set
+    # that look-ups still expect to be keyed by the old column.
+    try:
+        previous = read_manifest(data_root, name)
+    except ShardSetNotFound:
+        return
+    if previous.key != key:
+        logger.warning("shard set %r, keyed by %r, is replaced by one keyed by %r "
+                       "(give --name to keep both)", name, previous.key, key)

@@ -7,7 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_settings
 
+from producer.shard_build import build_shards
 from tasks.errors import (
     ColumnNotFound,
     EmptyDataset,
@@ -125,6 +127,19 @@ def test_a_rebuild_replaces_the_previous_build(tmp_path: Path) -> None:
     assert read_manifest(tmp_path, "d") == second
     assert not (tmp_path / first.build_dir).exists()
     assert (tmp_path / second.shard_path(7)).exists()
+
+
+def test_rebuilding_a_set_by_another_key_warns(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    keyed_frame(np.random.default_rng(1), 50, "int").to_csv(tmp_path / "d.csv", index=False)
+    settings = make_settings(tmp_path)
+    build_shards(tmp_path / "d.csv", "key", 4, settings=settings, progress=False)
+    build_shards(tmp_path / "d.csv", "key", 8, settings=settings, progress=False)
+    assert "is replaced" not in caplog.text
+
+    build_shards(tmp_path / "d.csv", "count", 4, settings=settings, progress=False)
+
+    assert "shard set 'd', keyed by 'key', is replaced by one keyed by 'count'" in caplog.text
 
 
 def test_merged_answers_equal_a_pandas_left_merge_in_key_order(tmp_path: Path) -> None:
