@@ -13,6 +13,7 @@ from typing import Any
 from producer.arguments import job_id
 from producer.client import Client, translate_redis_errors
 from tasks.errors import JobNotFound, LeptonError
+from tasks.result_files import read_result
 from workers.checkpoints import optimization_state
 from workers.progress import count_done, read_failures, read_job
 from workers.settings import Settings
@@ -73,6 +74,20 @@ def read_status(client: Client, job_id: str) -> JobStatus:
     )
 
 
+def status_from_result_file(settings: Settings, job_id: str) -> JobStatus:
+    """Return the status of a job a local cluster finished, from its result file."""
+    result = read_result(settings.results_dir, job_id)
+    if result is None:
+        raise LeptonError(f"no result {job_id} in {settings.results_dir}, and no cluster to "
+                          "ask: set LEPTON_BROKER_URL")
+    kind = str(result.get("kind", "unknown"))
+    done = int(result.get("generations" if kind == "optimization" else "n_chunks", 0))
+    return JobStatus(job_id=job_id, kind=kind, state="SUCCESS", chunks_done=done,
+                     chunks_total=done, errors={}, source=result.get("source"),
+                     submitted_at=None,
+                     summary={key: result[key] for key in SUMMARY_KEYS if key in result})
+
+
 def format_status(status: JobStatus, now: float | None = None) -> str:
     """Return the status as the few lines ``lepton status`` prints."""
     lines = [f"job       {status.job_id} ({status.kind})",
@@ -111,13 +126,14 @@ def add_commands(commands: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     """Print a job's status; exit 0 even for a failed job (its errors are printed)."""
     settings = Settings.from_env()
-    if not settings.broker_url:
-        raise LeptonError("no cluster configured: set LEPTON_BROKER_URL")
-    client = Client(settings)
-    try:
-        status = read_status(client, args.job_id)
-    finally:
-        client.close()
+    if settings.broker_url:
+        client = Client(settings)
+        try:
+            status = read_status(client, args.job_id)
+        finally:
+            client.close()
+    else:
+        status = status_from_result_file(settings, args.job_id)
     if args.json:
         print(json.dumps(asdict(status), indent=2))
     else:

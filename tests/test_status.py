@@ -1,6 +1,7 @@
 """``lepton status`` answers from Redis alone: state, chunks (or generations) done, errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,21 @@ def test_status_of_an_unknown_job_is_a_clear_error(cluster_env: dict[str, str]) 
 
     assert shown.returncode == 1
     assert "lepton: error: no job no-such-job in this cluster" in shown.stderr
+
+
+def test_without_a_cluster_status_reads_the_result_file(tmp_path: Path) -> None:
+    results = tmp_path / "lepton-results"
+    results.mkdir()
+    (results / "done-job.json").write_text(json.dumps({
+        "job_id": "done-job", "kind": "regression", "source": "/data/a.csv", "n_chunks": 3,
+        "r_squared": 0.5, "n_rows": 30}))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEPTON_")}
+    env["LEPTON_DATA_ROOT"] = str(tmp_path)
+
+    shown = lepton(env, "status", "done-job")
+    unknown = lepton(env, "status", "other-job")
+
+    assert shown.returncode == 0, shown.stderr
+    assert "state     SUCCESS" in shown.stdout and "chunks    3/3 done" in shown.stdout
+    assert "r_squared=0.5" in shown.stdout
+    assert unknown.returncode == 1 and "no result other-job in" in unknown.stderr
