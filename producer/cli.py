@@ -200,8 +200,9 @@ def format_result(result: dict[str, Any]) -> str:
     lines += [
         f"R² {result['r_squared']:.6f}   residual std {result['residual_std']:.6g}   "
         f"condition number {result['condition_number']:.3g}",
-        f"rows used {result['n_rows']:,}   rows dropped (missing) {result['n_dropped']:,}   "
-        f"chunks {result['n_chunks']}   elapsed {result['elapsed_s']:.2f} s",
+        f"rows used {result['n_rows']:,}   rows dropped (missing values or blank) "
+        f"{result['n_dropped']:,}   chunks {result['n_chunks']}   "
+        f"elapsed {result['elapsed_s']:.2f} s",
         f"job {result['job_id']}",
     ]
     return "\n".join(lines)
