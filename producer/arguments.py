@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from tasks.data_root import is_job_id
+from tasks.errors import LeptonError
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -41,16 +42,27 @@ def output_path(text: str) -> Path:
     Missing directories on the way are created when the file is written; an existing
     directory in the file's place, or a file in a directory's, is refused now.
     """
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: name a file")
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file in it")
     for parent in path.parents:
-        if parent.exists():
+        # A dangling symbolic link does not "exist", but no directory can be made there.
+        if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"{text!r}: {str(parent)!r} is a file, "
-                                                 "not a directory")
+                raise argparse.ArgumentTypeError(f"{text!r}: {str(parent)!r} is not a "
+                                                 "directory")
             break
     return path
+
+
+def refuse_overwriting_inputs(inputs: list[Path], outputs: list[Path | None]) -> None:
+    """Raise :class:`LeptonError` if an output file would replace an input file."""
+    resolved = {path.resolve() for path in inputs}
+    for output in outputs:
+        if output is not None and output.resolve() in resolved:
+            raise LeptonError(f"{output} is the input file: write the result elsewhere")
 
 
 def plot_path(text: str) -> Path:

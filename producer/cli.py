@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from producer.arguments import column_list, job_id, output_path, plot_path, positive_int
+from producer.arguments import (
+    column_list,
+    job_id,
+    output_path,
+    plot_path,
+    positive_int,
+    refuse_overwriting_inputs,
+)
 from producer.client import Client
 from producer.run import regress
 from tasks.errors import LeptonError
@@ -117,6 +124,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_regress(args: argparse.Namespace) -> int:
     """Fit, print a table, and write the JSON and plot files asked for."""
+    refuse_overwriting_inputs([args.path], [args.out, args.plot])
     features = args.features
     settings = Settings.from_env()
     if args.detach:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from producer.arguments import output_path, positive_int
+from producer.arguments import output_path, positive_int, refuse_overwriting_inputs
 from producer.node_cluster import connect_shards
 from producer.shard_build import DEFAULT_SHARDS, build_shards
 from producer.shard_client import LookupResult
@@ -84,6 +84,7 @@ def run_lookup(args: argparse.Namespace) -> int:
     """Look up a keys file; print a summary and write the rows where asked."""
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".parquet"):
         raise UnsupportedFormat(f"{args.out}: --out must end in .csv or .parquet")
+    refuse_overwriting_inputs([args.keys_file], [args.out])
     with connect_shards(workers=args.workers) as (shards, _):
         result = shards.lookup_file(args.name, args.keys_file)
     print(f"{result.n_keys:,} keys, {len(result.frame):,} rows, {result.n_missing:,} missing, "

@@ -11,8 +11,10 @@ quote opens a field only at its start; a doubled quote stands for one quote).
 Plain numpy and the standard library: no Celery, no pandas.
 """
 
+import contextlib
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +61,29 @@ class FieldCounter:
         raise MalformedCsv(too_many_fields(self.path, line, fields, self.n_fields))
 
 
+def check_header(path: Path, header: bytes) -> None:
+    """Refuse a header line the planner would misread: CR-only line ends, or a quoted
+    name that goes on to the next line (the planner takes the first line as the header).
+    """
+    # Without any \n, the first "line" is the whole file.
+    if b"\n" not in header and header.count(b"\r") > 1:
+        raise MalformedCsv(f"{path.name}: lines end in a carriage return alone (an old Mac "
+                           "format); convert the line ends to \\n or \\r\\n")
+    if b'"' in header:
+        text = header.decode("utf-8", errors="replace")
+        names = next(csv.reader(io.StringIO(text, newline="")), [])
+        if any("\n" in name or "\r" in name for name in names):
+            raise MalformedCsv(f"{path.name} line 1: a quoted column name goes on to the next "
+                               "line; remove the line break from the header")
+
+
 def check_quoted_part(path: Path, line_offset: int, line_number: int, n_fields: int) -> None:
     """Check the records from the line at byte ``line_offset`` (line ``line_number``) on.
 
     Raise :class:`MalformedCsv` for a record with more fields than the header, or one
     whose quoted field spans lines (a chunk boundary would tear it in two).
     """
-    with open(path, "rb") as raw:
+    with open(path, "rb") as raw, _unlimited_fields():
         raw.seek(line_offset)
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         reader = csv.reader(text)
@@ -87,3 +105,14 @@ def too_many_fields(path: Path, line: int, fields: int, n_fields: int) -> str:
     """Return the message for a line with more fields than the header names."""
     return (f"{path.name} line {line}: {fields} fields where the header names {n_fields} "
             "(an unquoted comma inside a value?)")
+
+
+@contextlib.contextmanager
+def _unlimited_fields() -> Iterator[None]:
+    # The csv module refuses fields over 128 KiB, which pandas reads; the limit is the
+    # module's global state, so it is put back afterwards.
+    previous = csv.field_size_limit(2 ** 31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.csv_check import FieldCounter, check_quoted_part
+from tasks.csv_check import FieldCounter, check_header, check_quoted_part
 from tasks.errors import (
     ColumnNotFound,
     ColumnNotNumeric,
@@ -158,6 +158,9 @@ def _csv_columns(path: Path) -> tuple[list[str], dict[str, bool], dict[str, str]
     except pd.errors.ParserError as error:
         raise DatasetError(f"{path}: not a regular CSV table: {str(error).strip()}"
                            ) from error
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not UTF-8 text (it holds byte "
+                           f"{error.object[error.start]:#04x}): save it as UTF-8") from error
     sample.columns = [str(name) for name in sample.columns]
     columns = list(sample.columns)
     numeric = {
@@ -192,6 +195,7 @@ def _csv_byte_ranges(path: Path, chunk_rows: int, n_fields: int) -> list[Chunk]:
     fields = FieldCounter(path, n_fields)
     with open(path, "rb") as handle:
         header = handle.readline()
+        check_header(path, header)
         data_start = len(header)
         size = path.stat().st_size
         boundaries = [data_start]
@@ -248,13 +252,9 @@ def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
     with open(path, "rb") as handle:
         handle.seek(chunk["start"])
         data = handle.read(chunk["end"] - chunk["start"])
-    # Blank lines become all-missing rows, so every planned line is accounted for.
     try:
-        frame = pd.read_csv(
-            io.BytesIO(data), header=None, names=all_columns, usecols=columns,
-            engine="c", skip_blank_lines=False,
-        )
-    except pd.errors.ParserError as error:
+        frame = _parse_csv_block(data, columns, all_columns)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
         # The planner refuses what it can foresee; pandas numbers a chunk's rows from 0.
         raise MalformedCsv(f"{path}: chunk {chunk['index']}, lines "
                            f"{chunk['first_line']}-{chunk['first_line'] + chunk['rows'] - 1}: "
@@ -263,6 +263,21 @@ def _read_csv_chunk(path: Path, chunk: Chunk, columns: list[str],
         if not pd.api.types.is_numeric_dtype(frame[name]):
             frame[name] = _coerce_numeric(path, chunk, frame[name], name)
     return np.asfortranarray(frame[columns].to_numpy(dtype=np.float64))
+
+
+def _parse_csv_block(data: bytes, columns: list[str], all_columns: list[str]) -> pd.DataFrame:
+    # Blank lines become all-missing rows, so every planned line is accounted for.
+    options: dict[str, Any] = {"header": None, "names": all_columns, "engine": "c",
+                               "skip_blank_lines": False}
+    try:
+        return pd.read_csv(io.BytesIO(data), usecols=columns, **options)
+    except pd.errors.ParserError as error:
+        if "Too many columns specified" not in str(error):
+            raise
+    # pandas refuses usecols when no line of the block has every field of the header
+    # (a lone blank line, a header ending in a comma, a last column left empty); reading
+    # every column, missing fields become missing values, as they do in other blocks.
+    return pd.read_csv(io.BytesIO(data), **options)[columns]
 
 
 def _coerce_numeric(path: Path, chunk: Chunk, values: pd.Series, name: str) -> pd.Series:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.data_root import result_path
+from tasks.errors import JobFailed
 
 
 def write_atomically(final: Path, write: Callable[[Path], object]) -> Path:
@@ -38,4 +39,7 @@ def read_result(results_dir: Path, job_id: str) -> dict[str, Any] | None:
     path = result_path(results_dir, job_id)
     if not path.is_file():
         return None
-    return dict(json.loads(path.read_text()))
+    try:
+        return dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise JobFailed(f"{path}: not a readable result ({error})") from error

@@ -101,19 +101,35 @@ def test_worker_without_a_broker_says_what_to_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option, value, expected", [
-    ("--out", "{csv}/result.json", "is a file, not a directory"),
-    ("--plot", "{csv}/fit.png", "is a file, not a directory"),
+    ("--out", "{csv}/result.json", "is not a directory"),
+    ("--plot", "{csv}/fit.png", "is not a directory"),
     ("--out", "{root}", "is a directory: name a file in it"),
+    ("--out", "{root}/dangling/result.json", "is not a directory"),
+    ("--out", "", "an empty path"),
 ])
 def test_unwritable_output_is_refused_before_the_job_runs(
         cluster_env: dict[str, str], small_csv: Path, option: str, value: str,
         expected: str) -> None:
+    dangling = small_csv.parent / "dangling"
+    if not dangling.is_symlink():
+        dangling.symlink_to(small_csv.parent / "no-such-directory")
     target = value.format(csv=small_csv, root=small_csv.parent)
 
     done = lepton("regress", str(small_csv), "--target", "y", option, target, env=cluster_env)
 
     assert done.returncode == 2 and expected in done.stderr
     assert "Traceback" not in done.stderr and "job" not in done.stdout
+
+
+def test_output_that_would_replace_the_input_is_refused(cluster_env: dict[str, str],
+                                                        small_csv: Path) -> None:
+    before = small_csv.read_bytes()
+
+    done = lepton("regress", str(small_csv), "--target", "y", "--out", str(small_csv),
+                  env=cluster_env)
+
+    assert done.returncode == 1 and "is the input file" in done.stderr
+    assert small_csv.read_bytes() == before
 
 
 def test_without_a_broker_a_local_cluster_runs_the_job_and_stops(tmp_path: Path) -> None:

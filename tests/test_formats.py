@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tasks.formats
-from tasks.errors import MalformedCsv
+from tasks.errors import DatasetError, MalformedCsv
 from tasks.formats import inspect_dataset, plan_chunks, read_chunk
 
 
@@ -93,6 +93,56 @@ def test_csv_line_with_more_fields_than_the_header_is_refused_with_its_line(
     assert_planning_refuses(tmp_path / "wide.csv", text,
                             f"wide.csv line {line}: {fields} fields where the header names 2",
                             monkeypatch)
+
+
+@pytest.mark.parametrize("text", [
+    "y,A,B\n1,2,3\n2,4,5\n\n",          # the last chunk is one blank line
+    "y,A,B,\n1,2,3\n2,4,5\n3,6,8\n",     # a header ending in a comma
+    "y,A,B,note\n1,2,3,x\n2,4,5\n3,6,8\n",  # a last column filled once
+])
+def test_csv_chunks_whose_lines_all_lack_trailing_fields_are_read(tmp_path: Path,
+                                                                 text: str) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text(text)
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "short.csv", 2)
+    values = np.vstack([read_chunk(path, chunk, ["y", "A", "B"], info.columns)
+                        for chunk in chunks])
+
+    complete = values[~np.isnan(values).any(axis=1)]
+    np.testing.assert_array_equal(complete[:2], [[1, 2, 3], [2, 4, 5]])
+
+
+def test_csv_quoted_field_longer_than_the_csv_module_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text('y,A,note\n1,2,"' + "x" * 200_000 + '"\n3,4,n\n')
+    info = inspect_dataset(path)
+
+    chunks = plan_chunks(info, "long.csv", 1)
+
+    assert [chunk["rows"] for chunk in chunks] == [1, 1]
+
+
+@pytest.mark.parametrize("content, pattern", [
+    (b'"weight\n(kg)",A,B\n1,2,3\n', "line 1: a quoted column name goes on"),
+    (b"y,A,B\r1,2,3\r2,3,5\r", "carriage return alone"),
+])
+def test_csv_header_the_planner_would_misread_is_refused(tmp_path: Path, content: bytes,
+                                                         pattern: str) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content)
+
+    with pytest.raises(MalformedCsv, match=pattern):
+        plan_chunks(inspect_dataset(path), "odd.csv", 2)
+
+
+def test_csv_that_is_not_utf8_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"y,A,city\n1,2,M\xfcnchen\n")
+
+    with pytest.raises(DatasetError, match="not UTF-8 text .*0xfc"):
+        inspect_dataset(path)
 
 
 def test_structured_npy_columns_are_its_field_names(tmp_path: Path) -> None:
