@@ -80,6 +80,11 @@ def start_worker(args: argparse.Namespace) -> None:
                           "(commands run without one start their own workers)")
     check_password(settings)
     app = create_app(settings)
+    # Tasks a worker enqueues (chord callbacks, the next generation) follow each other
+    # milliseconds apart: a "task-sent" event each cost 6 % of an optimisation
+    # generation. Flower still sees them from "task-received" on; producers keep
+    # sending the event for the work they submit.
+    app.conf.task_send_sent_event = False
     concurrency = args.concurrency or settings.worker_concurrency
     queues = parse_queues(args.queues) if args.queues else settings.worker_queues
     worker_argv = ["worker", f"--pool={args.pool}", f"--concurrency={concurrency}",
