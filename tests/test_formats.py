@@ -7,7 +7,17 @@ import pytest
 
 import tasks.formats
 from tasks.errors import DatasetError, MalformedCsv
-from tasks.formats import inspect_dataset, plan_chunks, read_chunk
+from tasks.formats import Chunk, inspect_dataset, plan_chunks, read_chunk
+
+
+def read_planned(path: Path, text: str, columns: list[str],
+                 chunk_rows: int) -> tuple[list[Chunk], np.ndarray]:
+    """Write ``text`` to ``path``, plan it in chunks and read ``columns`` of every chunk."""
+    path.write_text(text)
+    info = inspect_dataset(path)
+    chunks = plan_chunks(info, path.name, chunk_rows)
+    values = np.vstack([read_chunk(path, chunk, columns, info.columns) for chunk in chunks])
+    return chunks, values
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 7, 100])
@@ -15,15 +25,12 @@ from tasks.formats import inspect_dataset, plan_chunks, read_chunk
 def test_csv_chunks_cover_every_row_once(tmp_path: Path, chunk_rows: int,
                                          trailing_newline: bool) -> None:
     text = "a,b\n" + "\n".join(f"{row},{row * 10}" for row in range(23))
-    path = tmp_path / "rows.csv"
-    path.write_text(text + ("\n" if trailing_newline else ""))
-    info = inspect_dataset(path)
 
-    chunks = plan_chunks(info, "rows.csv", chunk_rows)
-    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
-                        for chunk in chunks])
+    chunks, values = read_planned(tmp_path / "rows.csv",
+                                  text + ("\n" if trailing_newline else ""), ["a", "b"],
+                                  chunk_rows)
 
-    assert info.n_rows == 23
+    assert inspect_dataset(tmp_path / "rows.csv").n_rows == 23
     assert [chunk["rows"] for chunk in chunks] == [
         min(chunk_rows, 23 - start) for start in range(0, 23, chunk_rows)]
     np.testing.assert_array_equal(values[:, 0], np.arange(23))
@@ -31,26 +38,16 @@ def test_csv_chunks_cover_every_row_once(tmp_path: Path, chunk_rows: int,
 
 
 def test_csv_blank_line_counts_as_a_missing_row(tmp_path: Path) -> None:
-    path = tmp_path / "blank.csv"
-    path.write_text("a,b\n1,2\n\n3,4\n")
-    info = inspect_dataset(path)
-
-    chunks = plan_chunks(info, "blank.csv", 2)
-    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
-                        for chunk in chunks])
+    _, values = read_planned(tmp_path / "blank.csv", "a,b\n1,2\n\n3,4\n", ["a", "b"], 2)
 
     assert values.shape == (3, 2) and np.isnan(values[1]).all()
 
 
 def test_csv_quoted_fields_without_line_breaks_are_read(tmp_path: Path) -> None:
-    path = tmp_path / "quoted.csv"
     # A quote inside an unquoted field (an inch mark) is a plain character.
-    path.write_text('a,label,b\n1,"x, ""y""",2\n3,5\'11",4\n5,"",6\n7,plain,8\n')
-    info = inspect_dataset(path)
+    text = 'a,label,b\n1,"x, ""y""",2\n3,5\'11",4\n5,"",6\n7,plain,8\n'
 
-    chunks = plan_chunks(info, "quoted.csv", 1)
-    values = np.vstack([read_chunk(path, chunk, ["a", "b"], info.columns)
-                        for chunk in chunks])
+    _, values = read_planned(tmp_path / "quoted.csv", text, ["a", "b"], 1)
 
     np.testing.assert_array_equal(values, [[1, 2], [3, 4], [5, 6], [7, 8]])
 
@@ -102,13 +99,7 @@ def test_csv_line_with_more_fields_than_the_header_is_refused_with_its_line(
 ])
 def test_csv_chunks_whose_lines_all_lack_trailing_fields_are_read(tmp_path: Path,
                                                                  text: str) -> None:
-    path = tmp_path / "short.csv"
-    path.write_text(text)
-    info = inspect_dataset(path)
-
-    chunks = plan_chunks(info, "short.csv", 2)
-    values = np.vstack([read_chunk(path, chunk, ["y", "A", "B"], info.columns)
-                        for chunk in chunks])
+    _, values = read_planned(tmp_path / "short.csv", text, ["y", "A", "B"], 2)
 
     complete = values[~np.isnan(values).any(axis=1)]
     np.testing.assert_array_equal(complete[:2], [[1, 2, 3], [2, 4, 5]])
