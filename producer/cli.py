@@ -18,10 +18,9 @@ from producer.arguments import (
     positive_int,
     refuse_overwriting_inputs,
 )
-from producer.client import Client
+from producer.client import Client, local_result
 from producer.run import regress
 from tasks.errors import LeptonError
-from tasks.result_files import read_result
 from workers.__main__ import add_worker_arguments, check_worker_arguments, start_worker
 from workers.settings import Settings
 
@@ -177,11 +176,7 @@ def run_result(args: argparse.Namespace) -> int:
     """
     settings = Settings.from_env()
     if not settings.broker_url:
-        stored = read_result(settings.results_dir, args.job_id)
-        if stored is None:
-            raise LeptonError(f"no result {args.job_id} in {settings.results_dir}, and no "
-                              "cluster to ask: set LEPTON_BROKER_URL")
-        print(json.dumps(stored, indent=2))
+        print(json.dumps(local_result(settings, args.job_id), indent=2))
         return 0
     client = Client(settings)
     try:

@@ -157,6 +157,19 @@ class Client:
             time.sleep(0.05)
 
 
+def local_result(settings: Settings, job_id: str) -> dict[str, Any]:
+    """Return the result file a finished job left in the results directory.
+
+    The way to a local cluster's results once its Redis is gone; raise
+    :class:`JobNotFound` when there is no such file.
+    """
+    stored = read_result(settings.results_dir, job_id)
+    if stored is None:
+        raise JobNotFound(f"no result {job_id} in {settings.results_dir}, and no cluster to "
+                          "ask: set LEPTON_BROKER_URL")
+    return stored
+
+
 class WorkerWatch:
     """Warns once when a job has made no progress and no worker answers a ping.
 

@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from producer.arguments import job_id
-from producer.client import Client, translate_redis_errors
-from tasks.errors import JobNotFound, LeptonError
-from tasks.result_files import read_result
+from producer.client import Client, local_result, translate_redis_errors
+from tasks.errors import JobNotFound
 from workers.checkpoints import optimization_state
 from workers.progress import count_done, read_failures, read_job
 from workers.settings import Settings
@@ -76,10 +75,7 @@ def read_status(client: Client, job_id: str) -> JobStatus:
 
 def status_from_result_file(settings: Settings, job_id: str) -> JobStatus:
     """Return the status of a job a local cluster finished, from its result file."""
-    result = read_result(settings.results_dir, job_id)
-    if result is None:
-        raise LeptonError(f"no result {job_id} in {settings.results_dir}, and no cluster to "
-                          "ask: set LEPTON_BROKER_URL")
+    result = local_result(settings, job_id)
     kind = str(result.get("kind", "unknown"))
     done = int(result.get("generations" if kind == "optimization" else "n_chunks", 0))
     return JobStatus(job_id=job_id, kind=kind, state="SUCCESS", chunks_done=done,
