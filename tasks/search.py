@@ -280,7 +280,7 @@ def _next_population(config: SearchConfig, state: SearchState,
         return replace(state, candidates=candidates)
     particles = swarm.Swarm(state.candidates, state.memory["velocities"],
                             state.memory["best_positions"], state.memory["best_fitness"])
-    # The step after generation g is the (g-1)th of the run's planned steps.
+    # Generation g (counted from 1) was just scored: this is step g - 1 of the plan, from 0.
     progress = (state.generation - 1) / config.generations
     moved = swarm.next_swarm(particles, fitness, lower, upper, rng, progress)
     return replace(state, candidates=moved.positions, memory=_swarm_memory(moved))
