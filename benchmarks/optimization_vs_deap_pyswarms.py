@@ -137,9 +137,10 @@ def quiet_logging() -> None:
 
 
 def run_lepton(client: Client, algorithm: str, name: str, seed: int, population: int,
-               generations: int, batch: int | None = None) -> tuple[float, int, float]:
+               generations: int, batch: int | None = None,
+               dim: int = DIM) -> tuple[float, int, float]:
     """One distributed job; its time is the job's own, from submission to the last step."""
-    job_id = submit_optimization(client, algorithm, name, DIM, population=population,
+    job_id = submit_optimization(client, algorithm, name, dim, population=population,
                                  generations=generations, seed=seed, batch=batch,
                                  workers=WORKERS)
     result = wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
@@ -232,7 +233,8 @@ def expensive_case(client: Client, data_root: Path, population: int, generations
         local = run_in_process(config, lambda candidates: (
             evaluate(objective, candidates, data_root).values, 0))
         local_runs.append(time.perf_counter() - started)
-        lepton_runs.append(run_lepton_ridge(client, population, generations))
+        lepton_runs.append(run_lepton(client, "ga", "ridge_cv", 11, population, generations,
+                                      dim=config.dim))
 
     evaluations = lepton_runs[0][1]
     return {"evaluations": evaluations, "one_process_s": local_runs,
@@ -262,14 +264,6 @@ def two_process_ceiling(objective: Any, data_root: Path, population: int) -> flo
         pool.starmap(evaluate, [(objective, half, data_root) for half in halves])
         two_s = time.perf_counter() - started
     return one_s / two_s
-
-
-def run_lepton_ridge(client: Client, population: int,
-                     generations: int) -> tuple[float, int, float]:
-    job_id = submit_optimization(client, "ga", "ridge_cv", 9, population=population,
-                                 generations=generations, seed=11, workers=WORKERS)
-    result = wait_optimization(client, job_id, progress=False, timeout_s=TIMEOUT_S)
-    return float(result["best_f"]), int(result["evaluations"]), float(result["elapsed_s"])
 
 
 def plot_throughput(rows: list[tuple[int, float, float]], deap_rate: float,
